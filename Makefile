@@ -1,0 +1,29 @@
+# Everything the project needs, from nothing: `make install` builds .venv; demo and test depend on it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -c "import torch, torchvision, ray, decord, open_clip, av; print('installed: torch', torch.__version__, '| ray', ray.__version__, '| open_clip', open_clip.__version__)"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/raytrain demo --config configs/demo.yaml
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -m "not ray and not e2e"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,306 @@
+"""One config object, from YAML (plus ``key=value`` overrides) to every component.
+
+Sections are frozen dataclasses; loading checks every key and value and names the offending key and
+file. ``Config.to_dict`` round-trips through ``Config.from_dict`` so the config can travel to Ray
+workers and into checkpoints as plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key (and the file when there is one)."""
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = "run"
+    storage_path: str = "runs"  # local folder, shared filesystem path, or pyarrow URI (s3://, gs://)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    manifest: str = "data/synthvtt/manifest.parquet"
+    train_split: str = "train"
+    eval_split: str = "test"
+    num_frames: int = 8
+    max_words: int = 32  # caption length in tokens (CLIP4Clip: 32)
+    decoder: Literal["decord", "pyav"] = "decord"
+    decode_actors: int = 1
+    decode_cpus: float = 0.5
+    decode_batch_size: int = 8  # clips per map_batches call
+    synth_num_videos: int = 0  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
+    synth_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    arch: str = "ViT-B-32"  # any open_clip model name, or one of raytrain's tiny configs (RT-*)
+    pretrained: str | None = None  # local checkpoint path; None = random init
+    temporal: Literal["meanP", "seqTransf"] = "meanP"
+    temporal_layers: int = 4
+    max_logit_scale: float = 100.0
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = 1e-4  # new modules (temporal transformer, logit scale, method heads)
+    tower_lr: float = 1e-7  # the open_clip towers (CLIP4Clip fine-tunes them gently)
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int = 1  # CPU threads per worker (avoid oversubscribing small machines)
+    batch_size: int = 32  # per worker; the contrastive batch is batch_size * num_workers
+    epochs: int = 5
+    max_steps: int = 0  # > 0 caps the total number of optimizer steps
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    checkpoint_every: int = 50  # steps
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    eval_at_end: bool = True
+    max_failures: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    batch_size: int = 32
+    text_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class RaySection:
+    address: str | None = None  # None: connect to a running cluster if any, else start a local one
+    num_cpus: int | None = None  # logical CPUs for a local Ray started by raytrain
+    object_store_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    ray: RaySection = field(default_factory=RaySection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "Config":
+        return _build(cls, data, prefix="", source=source)
+
+    def replace(self, **overrides: Any) -> "Config":
+        """Return a copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.lr": 1})``."""
+        return apply_overrides(self, [f"{k}={_dump_scalar(v)}" for k, v in overrides.items()])
+
+
+# Checks that run after types are right: (key, predicate, what it must be).
+_RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("data.num_frames", lambda v: v >= 1, ">= 1"),
+    ("data.max_words", lambda v: v >= 4, ">= 4"),
+    ("data.decode_actors", lambda v: v >= 1, ">= 1"),
+    ("data.decode_cpus", lambda v: v > 0, "> 0"),
+    ("data.decode_batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.synth_num_videos", lambda v: v >= 0, ">= 0"),
+    ("model.temporal_layers", lambda v: v >= 1, ">= 1"),
+    ("model.max_logit_scale", lambda v: v > 0, "> 0"),
+    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.tower_lr", lambda v: v >= 0, ">= 0"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.eps", lambda v: v > 0, "> 0"),
+    ("optim.warmup_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.grad_clip", lambda v: v >= 0, ">= 0"),
+    ("train.num_workers", lambda v: v >= 1, ">= 1"),
+    ("train.cpus_per_worker", lambda v: v > 0, "> 0"),
+    ("train.torch_threads", lambda v: v >= 1, ">= 1"),
+    ("train.batch_size", lambda v: v >= 2, ">= 2 (a contrastive batch needs negatives)"),
+    ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("train.max_steps", lambda v: v >= 0, ">= 0"),
+    ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
+    ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
+    ("train.log_every", lambda v: v >= 1, ">= 1"),
+    ("train.max_failures", lambda v: v >= -1, ">= -1 (-1 retries forever)"),
+    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval.text_batch_size", lambda v: v >= 1, ">= 1"),
+]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"config key '{key}' must be {_type_name(tp)} (got {value!r}) in {source}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise bad
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise ConfigError(f"config key '{key}' has an unsupported type {tp} (internal error)")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, Mapping):
+        where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
+        raise ConfigError(f"config {where} must be a mapping (got {type(data).__name__}) in {source}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}' in {source}; "
+                              f"valid keys here: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        tp = hints[f.name]
+        key = prefix + f.name
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data[f.name] or {}, key + ".", source)
+        else:
+            kwargs[f.name] = _coerce(data[f.name], tp, key, source)
+    obj = cls(**kwargs)
+    if cls is Config:
+        _validate(obj, source)
+    return obj
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _validate(cfg: Config, source: str) -> None:
+    for key, ok, what in _RULES:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"config key '{key}' must be {what} (got {value!r}) in {source}")
+
+
+def _dump_scalar(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` → (["train", "lr"], 0.0003); values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value (e.g. train.epochs=2)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
+    # YAML reads 1e-4 as a string (no dot); accept plain numeric spellings as numbers.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def _merge_override(data: dict[str, Any], parts: Sequence[str], value: Any) -> None:
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"override key '{'.'.join(parts)}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    data = cfg.to_dict()
+    for text in overrides:
+        parts, value = parse_override(text)
+        _merge_override(data, parts, value)
+    return Config.from_dict(data, source="overrides " + " ".join(overrides))
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load YAML at ``path`` (or the defaults), then apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
+    for text in overrides:
+        parts, value = parse_override(text)
+        _merge_override(data, parts, value)
+        source = f"{source} (with overrides)" if "overrides" not in source else source
+    return Config.from_dict(data, source=source)
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,244 @@
+"""CLIP4Clip-style dual encoder on any open_clip model.
+
+Frames ``(B, T, H, W, 3) uint8`` are normalised on the model's device, encoded frame by frame by the
+open_clip image tower, pooled over time (``meanP`` or ``seqTransf``) and compared with the caption's
+sentence embedding. For ViT image towers the frame encoding is done here, block by block, so that a
+method can drop patch tokens (cheaper masked passes) and read patch tokens back; any other open_clip
+tower is used through its own ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import Transformer, VisionTransformer
+from torch import nn
+
+from raytrain.config import ModelSection
+
+_CONFIG_DIR = Path(__file__).parent / "configs"
+_registered = False
+
+
+def register_tiny_configs() -> None:
+    """Make raytrain's tiny open_clip configs (``RT-*``) known to open_clip by name."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+
+
+def model_image_size(arch: str) -> int:
+    """The square input size of ``arch``'s image tower, read from its config (no weights built)."""
+    register_tiny_configs()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ValueError(f"config key 'model.arch': unknown open_clip architecture '{arch}' "
+                         f"(known: {', '.join(open_clip.list_models()[:8])}, ...)")
+    size = cfg["vision_cfg"].get("image_size", 224)
+    return int(size if isinstance(size, int) else size[0])
+
+
+def get_tokenizer(arch: str, max_words: int):
+    register_tiny_configs()
+    return open_clip.get_tokenizer(arch, context_length=max_words)
+
+
+@dataclass
+class VisualOutput:
+    frame_embeds: torch.Tensor  # (n, D) projected CLS (pooled) embedding per image
+    tokens: torch.Tensor | None  # (n, 1 + K, Dv) final-block tokens before ln_post (CLS first), ViT only
+
+
+def vit_forward(visual: VisionTransformer, images: torch.Tensor,
+                keep_index: torch.Tensor | None = None, return_tokens: bool = False) -> VisualOutput:
+    """Run an open_clip ViT on ``images: (n, 3, H, W)``, optionally keeping only some patches.
+
+    ``keep_index: (n, K) long`` lists the patch positions (0..N-1) to keep; the others are dropped
+    from the sequence after patch and position embedding, so a masked pass costs ~K/N of a full
+    pass. With ``keep_index=None`` this computes exactly ``visual(images)``.
+    """
+    x = visual.conv1(images)  # (n, width, gh, gw)
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # (n, N, width)
+    pos = visual.positional_embedding.to(x.dtype)
+    x = x + pos[1:]
+    if keep_index is not None:
+        x = torch.gather(x, 1, keep_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    cls = (visual.class_embedding.to(x.dtype) + pos[0]).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1)
+    x = visual.patch_dropout(x)
+    x = visual.ln_pre(x)
+    x = visual.transformer(x)
+    pooled, _ = visual._pool(x)
+    if visual.proj is not None:
+        pooled = pooled @ visual.proj
+    return VisualOutput(pooled, x if return_tokens else None)
+
+
+class MeanPool(nn.Module):
+    """meanP: per-frame L2 norm, then the mean over frames."""
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        return f
+
+
+class SeqTransf(nn.Module):
+    """seqTransf: frames + position embedding through a small transformer, added back residually."""
+
+    def __init__(self, dim: int, layers: int, max_frames: int = 64):
+        super().__init__()
+        heads = max(1, dim // 64)
+        self.frame_position = nn.Embedding(max_frames, dim)
+        self.transformer = Transformer(dim, layers, heads, mlp_ratio=4.0)
+        nn.init.normal_(self.frame_position.weight, std=0.01)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        t = f.shape[1]
+        if t > self.frame_position.num_embeddings:
+            raise ValueError(f"seqTransf supports at most {self.frame_position.num_embeddings} frames, got {t}")
+        pos = self.frame_position(torch.arange(t, device=f.device)).to(f.dtype)
+        return f + self.transformer(f + pos)
+
+
+class VideoTextDualEncoder(nn.Module):
+    """open_clip towers + temporal pooling; ``forward`` returns normalised video and text embeddings."""
+
+    def __init__(self, clip: nn.Module, temporal: str = "meanP", temporal_layers: int = 4,
+                 max_logit_scale: float = 100.0):
+        super().__init__()
+        self.clip = clip
+        embed_dim = _embed_dim(clip)
+        self.embed_dim = embed_dim
+        if temporal == "meanP":
+            self.temporal = MeanPool()
+        elif temporal == "seqTransf":
+            self.temporal = SeqTransf(embed_dim, temporal_layers)
+        else:
+            raise ValueError(f"config key 'model.temporal' must be 'meanP' or 'seqTransf' (got {temporal!r})")
+        self.max_log_scale = math.log(max_logit_scale)
+        mean = getattr(clip.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+        std = getattr(clip.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    # ---- video ----
+    @property
+    def is_vit(self) -> bool:
+        return isinstance(self.clip.visual, VisionTransformer)
+
+    def images_from_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames: (B, T, H, W, 3) uint8`` → normalised ``(B*T, 3, H, W)`` float on the model's device."""
+        b, t, h, w, c = frames.shape
+        x = frames.to(self.pixel_mean.device, non_blocking=True).reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+        return (x.float() - self.pixel_mean) / self.pixel_std
+
+    def encode_frames(self, frames: torch.Tensor, keep_index: torch.Tensor | None = None,
+                      return_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-frame embeddings ``(B, T, D)`` (and ViT tokens ``(B, T, 1+K, Dv)`` if asked).
+
+        ``keep_index: (B, T, K)`` keeps only those patches of each frame (ViT towers only).
+        """
+        b, t = frames.shape[:2]
+        images = self.images_from_frames(frames)
+        if self.is_vit:
+            keep = keep_index.reshape(b * t, -1) if keep_index is not None else None
+            out = vit_forward(self.clip.visual, images, keep, return_tokens)
+            tokens = out.tokens.reshape(b, t, *out.tokens.shape[1:]) if out.tokens is not None else None
+            return out.frame_embeds.reshape(b, t, -1), tokens
+        if keep_index is not None or return_tokens:
+            raise ValueError(f"patch masking and patch tokens need a ViT image tower; "
+                             f"{type(self.clip.visual).__name__} has none")
+        return self.clip.visual(images).reshape(b, t, -1), None
+
+    def pool_frames(self, f: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` frame embeddings → normalised video embedding ``(B, D)``."""
+        f = F.normalize(self.temporal(f), dim=-1)
+        return F.normalize(f.mean(dim=1), dim=-1)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.pool_frames(self.encode_frames(frames)[0])
+
+    # ---- text ----
+    def encode_text_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``tokens: (B, L)`` → (word features ``(B, L, D)`` or None, normalised sentence ``(B, D)``).
+
+        The text is run at its own length ``L`` (CLIP4Clip's 32 words) with the tower's first ``L``
+        position embeddings, so a pretrained 77-token tower needs no resizing.
+        """
+        clip = self.clip
+        if not hasattr(clip, "token_embedding"):  # CustomTextCLIP (HF text towers): no token features
+            return None, F.normalize(clip.encode_text(tokens), dim=-1)
+        length = tokens.shape[1]
+        if length > clip.positional_embedding.shape[0]:
+            raise ValueError(f"captions of {length} tokens exceed the text tower's "
+                             f"{clip.positional_embedding.shape[0]} positions (data.max_words)")
+        cast = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:length].to(cast)
+        mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+        x = clip.ln_final(clip.transformer(x, attn_mask=mask))
+        if isinstance(clip.text_projection, nn.Linear):
+            words = clip.text_projection(x)
+        elif clip.text_projection is not None:
+            words = x @ clip.text_projection
+        else:
+            words = x
+        eot = tokens.argmax(dim=-1)  # CLIP's end-of-text token has the highest id
+        sentence = words[torch.arange(words.shape[0], device=words.device), eot]
+        return words, F.normalize(sentence, dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encode_text_tokens(tokens)[1]
+
+    # ---- both ----
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"video": self.encode_video(frames), "text": self.encode_text(tokens),
+                "logit_scale": self.logit_scale()}
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(tower parameters, new-module parameters): CLIP4Clip trains them at different rates."""
+        towers, new = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (towers if name.startswith("clip.") and name != "clip.logit_scale" else new).append(p)
+        return towers, new
+
+
+def _embed_dim(clip: nn.Module) -> int:
+    out = getattr(clip.visual, "output_dim", None)
+    if out:
+        return int(out)
+    proj = getattr(clip, "text_projection", None)
+    if isinstance(proj, nn.Linear):
+        return proj.out_features
+    if proj is not None:
+        return int(proj.shape[1])
+    raise ValueError("cannot tell the joint embedding size of this open_clip model")
+
+
+def build_clip(arch: str, pretrained: str | None = None) -> nn.Module:
+    """Create an open_clip model by name; weights from a local checkpoint path or random init."""
+    register_tiny_configs()
+    model_image_size(arch)  # clear error for an unknown name
+    if pretrained:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{pretrained}' not found")
+        clip = open_clip.create_model(arch, pretrained=str(path), pretrained_text=False)
+    else:
+        clip = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
+    clip.train()
+    return clip
+
+
+def build_model(cfg: ModelSection) -> VideoTextDualEncoder:
+    clip = build_clip(cfg.arch, cfg.pretrained)
+    return VideoTextDualEncoder(clip, cfg.temporal, cfg.temporal_layers, cfg.max_logit_scale)

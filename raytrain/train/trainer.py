@@ -1,0 +1,83 @@
+"""Assemble and run the ``TorchTrainer`` from the config (Ray at the edge)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raytrain.config import Config, apply_overrides
+from raytrain.data.manifest import load_manifest
+from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
+from raytrain.model.clip_video import model_image_size
+from raytrain.train.loop import plan_steps, train_loop_per_worker
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, Any]
+    checkpoint_path: str | None
+    run_dir: str
+
+
+def resolve_paths(cfg: Config) -> Config:
+    """Make local paths absolute on the driver: Ray workers do not share its working directory."""
+    overrides = [f"data.manifest={os.path.abspath(cfg.data.manifest)}"]
+    if "://" not in cfg.run.storage_path:
+        overrides.append(f"run.storage_path={os.path.abspath(cfg.run.storage_path)}")
+    if cfg.model.pretrained:
+        overrides.append(f"model.pretrained={os.path.abspath(os.path.expanduser(cfg.model.pretrained))}")
+    return apply_overrides(cfg, overrides)
+
+
+def run_dir(cfg: Config) -> Path:
+    return Path(cfg.run.storage_path) / cfg.run.name
+
+
+def build_trainer(cfg: Config):
+    """Validate data and model names up front (before any worker starts), then build the trainer."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    cfg = resolve_paths(cfg)
+    image_size = model_image_size(cfg.model.arch)
+    train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
+    eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.train.eval_at_end else []
+    plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size, cfg.train.epochs,
+               cfg.train.max_steps)  # raises early for a split smaller than one global batch
+    texts, owner = eval_texts(eval_rows)
+    datasets = {"train": train_dataset(cfg, image_size)}
+    if eval_rows:
+        datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
+    loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows),
+                   "num_eval_clips": len(eval_rows), "eval_texts": texts,
+                   "eval_text_to_video": owner.tolist()}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+            resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name, storage_path=cfg.run.storage_path,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures)),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    ), cfg
+
+
+def fit(cfg: Config) -> FitResult:
+    """Train (resuming from the run's latest checkpoint if there is one) and write ``metrics.json``."""
+    trainer, cfg = build_trainer(cfg)
+    result = trainer.fit()
+    metrics = dict(result.metrics or {})
+    out = run_dir(cfg)
+    if "://" not in cfg.run.storage_path:
+        out.mkdir(parents=True, exist_ok=True)
+        if any(k.startswith("t2v_") for k in metrics):
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    ckpt = result.checkpoint.path if result.checkpoint is not None else None
+    return FitResult(metrics, ckpt, str(out))

@@ -92,7 +92,7 @@ def load_manifest(path: str | os.PathLike, split: str | None = None,
         raise ManifestError(f"manifest '{path}' lacks required column(s) {missing}; "
                             f"it has {table.column_names}")
     records = table.to_pylist()
-    base = path.parent
+    base = path.resolve().parent
     rows: list[ClipRow] = []
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):

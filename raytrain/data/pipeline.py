@@ -71,7 +71,7 @@ def _read_split(manifest: str, split: str):
                                  filter=pc.field("split") == split)
 
 
-def MANIFEST_COLUMNS_PRESENT(manifest: str) -> list[str]:  # noqa: N802 - small helper kept near its use
+def _present_columns(manifest: str) -> list[str]:
     import pyarrow.parquet as pq
 
     names = pq.read_schema(manifest).names

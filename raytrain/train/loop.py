@@ -125,13 +125,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
                 writer.add_scalar("train/logit_scale", float(out["logit_scale"]), step)
                 writer.add_scalar("train/epoch", epoch + i / steps_per_epoch, step)
-            if step % cfg.train.checkpoint_every == 0 or step == total_steps:
-                _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, running)
+            if step % cfg.train.checkpoint_every == 0 and step < total_steps:
+                _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, _loss_metrics(running))
                 running = []
         epoch += 1
         skip = 0
 
-    final: dict[str, Any] = {"step": step, "epoch": epoch}
+    # The last checkpoint carries the final metrics (Ray Train's Result holds the latest
+    # checkpoint's metrics), so evaluation comes before it.
+    final: dict[str, Any] = _loss_metrics(running)
     if cfg.train.eval_at_end:
         final.update(_evaluate_at_end(cfg, module, device, amp, rank, loop_config))
     if writer is not None:
@@ -139,21 +141,25 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if key.startswith(("t2v_", "v2t_")):
                 writer.add_scalar(f"eval/{key}", value, step)
         writer.close()
-    ray.train.report({**final, "final": True})
+    _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, {**final, "final": True})
+
+
+def _loss_metrics(running: list[float]) -> dict[str, float]:
+    return {"loss": float(np.mean(running))} if running else {}
 
 
 def _report(cfg: Config, module, optimizer, scheduler, step: int, epoch: int, world: int, rank: int,
-            running: list[float]) -> None:
+            metrics: dict[str, Any]) -> None:
     """Checkpoint (rank 0 writes the files) and report; every rank calls ``report`` (it is a barrier)."""
     import ray.train
 
     rngs = _all_rng_states(world)
-    metrics = {"step": step, "epoch": epoch, "loss": float(np.mean(running)) if running else float("nan")}
+    metrics = {"step": step, "epoch": epoch, **metrics}
     if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
-        save_training_state(tmp, cfg, module, optimizer, scheduler, step, epoch, rngs)
+        save_training_state(tmp, cfg, module, optimizer, scheduler, step, epoch, rngs, extra={"metrics": metrics})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

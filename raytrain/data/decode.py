@@ -1,0 +1,303 @@
+"""Video decoding behind a small interface: frame sampling, resize + centre crop, decord and PyAV.
+
+Everything here is plain numpy/torch (no Ray), so it can be unit-tested and used inside any worker.
+Decoders return ``(num_frames, size, size, 3)`` uint8 RGB arrays; every failure to read a file is a
+:class:`VideoDecodeError` whose message names the path and the underlying decoder's message.
+
+Frame sampling follows CLIP4Clip: the frame range is split into ``num_samples`` equal segments and one
+frame is taken per segment (a uniformly random one when training, the centre one for evaluation).
+A ``start_s``/``end_s`` segment is turned into a frame range with the video's average fps: frame ``i``
+(timestamp ``i / fps``) belongs to the segment when ``start_s <= i / fps < end_s``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "VideoDecodeError",
+    "VideoDecoder",
+    "DecordDecoder",
+    "PyAVDecoder",
+    "DECODERS",
+    "make_decoder",
+    "sample_frame_indices",
+    "segment_frame_range",
+    "plan_frame_indices",
+    "resize_center_crop",
+]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be decoded; the message names the file and the decoder's own message."""
+
+    def __init__(self, path: str | os.PathLike, decoder: str, message: str):
+        self.path = str(path)
+        self.decoder = decoder
+        super().__init__(f"cannot decode '{self.path}' with {decoder}: {message}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Frame-index sampling
+
+
+def sample_frame_indices(num_video_frames: int, num_samples: int, train: bool,
+                         rng: np.random.Generator | None = None, first: int = 0,
+                         last: int | None = None) -> np.ndarray:
+    """Pick ``num_samples`` frame indices from the inclusive range ``[first, last]`` (CLIP4Clip style).
+
+    The range is split into ``num_samples`` equal (real-valued) segments. For training a uniformly random
+    frame inside each segment is taken (``rng`` is required); for evaluation each segment's centre frame.
+    The result is sorted (non-decreasing) int64 and lies inside the range; a range shorter than
+    ``num_samples`` frames yields repeated indices. E.g. 10 frames, 5 samples, eval -> [1, 3, 5, 7, 9].
+    """
+    num_video_frames = int(num_video_frames)
+    num_samples = int(num_samples)
+    if num_video_frames <= 0:
+        raise ValueError(f"num_video_frames must be > 0 (got {num_video_frames}); the video has no frames")
+    if num_samples <= 0:
+        raise ValueError(f"num_samples must be > 0 (got {num_samples})")
+    if last is None:
+        last = num_video_frames - 1
+    first, last = int(first), int(last)
+    if not 0 <= first <= last < num_video_frames:
+        raise ValueError(f"frame range [{first}, {last}] is empty or outside the video's "
+                         f"{num_video_frames} frames [0, {num_video_frames - 1}]")
+    span = last - first + 1
+    bounds = first + np.arange(num_samples + 1, dtype=np.float64) * (span / num_samples)
+    lo, hi = bounds[:-1], bounds[1:]
+    if train:
+        if rng is None:
+            raise ValueError("sample_frame_indices(train=True) needs an rng (numpy.random.Generator)")
+        pos = lo + rng.random(num_samples) * (hi - lo)
+    else:
+        pos = (lo + hi) / 2.0
+    idx = np.floor(pos).astype(np.int64)
+    # floor(hi) can only be reached through floating-point rounding; keep each index in its segment
+    idx = np.clip(idx, np.floor(lo).astype(np.int64), np.ceil(hi).astype(np.int64) - 1)
+    idx = np.clip(idx, first, last)
+    return np.maximum.accumulate(idx)
+
+
+def segment_frame_range(num_video_frames: int, fps: float | None, start_s: float | None = None,
+                        end_s: float | None = None, path: str = "<video>",
+                        decoder: str = "decoder") -> tuple[int, int]:
+    """The inclusive frame range ``[first, last]`` of the frames with ``start_s <= i / fps < end_s``.
+
+    ``None`` bounds mean the start/end of the file; the range is clamped to the video's frames. Raises
+    VideoDecodeError (naming ``path`` and the segment) when the segment holds no frame.
+    """
+    if num_video_frames <= 0:
+        raise VideoDecodeError(path, decoder, "the video has no frames")
+    first, last = 0, num_video_frames - 1
+    if start_s is None and end_s is None:
+        return first, last
+    if fps is None or not math.isfinite(fps) or fps <= 0:
+        raise VideoDecodeError(path, decoder, f"cannot locate segment [{start_s}, {end_s}] s: "
+                                              f"the video has no usable frame rate ({fps})")
+    eps = 1e-6
+    if start_s is not None:
+        first = max(first, int(math.ceil(float(start_s) * fps - eps)))
+    if end_s is not None:
+        last = min(last, int(math.ceil(float(end_s) * fps - eps)) - 1)
+    if first > last:
+        duration = num_video_frames / fps
+        raise VideoDecodeError(path, decoder, f"segment [{start_s}, {end_s}] s contains no frame "
+                                              f"(video has {num_video_frames} frames at {fps:.3f} fps, "
+                                              f"{duration:.3f} s)")
+    return first, last
+
+
+def plan_frame_indices(num_video_frames: int, fps: float | None, num_frames: int, train: bool,
+                       rng: np.random.Generator | None = None, start_s: float | None = None,
+                       end_s: float | None = None, path: str = "<video>",
+                       decoder: str = "decoder") -> np.ndarray:
+    """The frame indices a decoder reads: the segment's frame range, then :func:`sample_frame_indices`."""
+    first, last = segment_frame_range(num_video_frames, fps, start_s, end_s, path, decoder)
+    return sample_frame_indices(num_video_frames, num_frames, train, rng, first=first, last=last)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resize + centre crop
+
+
+def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(T, H, W, 3)`` uint8 frames so the short side is ``size``, then centre-crop to a square.
+
+    Bilinear with antialiasing (torch ``interpolate``); values are rounded and clamped back to uint8.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"resize_center_crop expects (T, H, W, 3) frames, got shape {frames.shape}")
+    size = int(size)
+    if size <= 0:
+        raise ValueError(f"size must be > 0 (got {size})")
+    t, h, w, _ = frames.shape
+    if h <= 0 or w <= 0:
+        raise ValueError(f"frames have an empty spatial size {h}x{w}")
+    scale = size / min(h, w)
+    new_h = size if h <= w else max(size, int(round(h * scale)))
+    new_w = size if w <= h else max(size, int(round(w * scale)))
+    if (new_h, new_w) != (h, w) and t > 0:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+        out = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    else:
+        out = frames.astype(np.uint8, copy=False).reshape(t, new_h, new_w, 3)
+    top = (new_h - size) // 2
+    left = (new_w - size) // 2
+    return np.ascontiguousarray(out[:, top:top + size, left:left + size, :])
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoders
+
+
+@runtime_checkable
+class VideoDecoder(Protocol):
+    """Decodes ``num_frames`` sampled frames of a file into ``(num_frames, size, size, 3)`` uint8 RGB."""
+
+    name: str
+
+    def decode(self, path: str, num_frames: int, size: int, train: bool,
+               rng: np.random.Generator | None = None, start_s: float | None = None,
+               end_s: float | None = None) -> np.ndarray: ...
+
+
+def _check_file(path: str, decoder: str) -> None:
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, decoder, "file not found")
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, decoder, "not a regular file")
+
+
+def _exc_message(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    # decord's messages carry a long C++ backtrace; the first line is the useful part
+    first = msg.splitlines()[0] if msg else msg
+    return f"{type(exc).__name__}: {first}"
+
+
+class DecordDecoder:
+    """decord-based decoder: one ``VideoReader(path, num_threads=1)`` per call, batch read, then crop."""
+
+    name = "decord"
+
+    def decode(self, path: str, num_frames: int, size: int, train: bool,
+               rng: np.random.Generator | None = None, start_s: float | None = None,
+               end_s: float | None = None) -> np.ndarray:
+        path = os.fspath(path)
+        _check_file(path, self.name)
+        try:
+            import decord
+        except ImportError as exc:  # pragma: no cover - decord is a hard dependency of the package
+            raise VideoDecodeError(path, self.name, f"decord is not installed ({exc})") from exc
+        try:
+            reader = decord.VideoReader(path, num_threads=1)
+            n = len(reader)
+            fps = float(reader.get_avg_fps()) if n > 0 else None
+        except Exception as exc:
+            raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
+        try:
+            indices = plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
+            try:
+                frames = reader.get_batch(indices.tolist()).asnumpy()
+            except Exception as exc:
+                raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
+        finally:
+            del reader
+        if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
+            raise VideoDecodeError(path, self.name, f"unexpected frame batch shape {frames.shape}")
+        return resize_center_crop(frames, size)
+
+
+class PyAVDecoder:
+    """PyAV-based decoder: decodes the first video stream sequentially and keeps the sampled frames.
+
+    The frame count comes from the container (``stream.frames``) when it has one, otherwise from a
+    counting pass. Frames past the real end of a file whose header over-counts fall back to its last
+    decoded frame. One decoding thread, like decord's ``num_threads=1``.
+    """
+
+    name = "pyav"
+
+    def decode(self, path: str, num_frames: int, size: int, train: bool,
+               rng: np.random.Generator | None = None, start_s: float | None = None,
+               end_s: float | None = None) -> np.ndarray:
+        path = os.fspath(path)
+        _check_file(path, self.name)
+        try:
+            import av
+        except ImportError as exc:  # pragma: no cover - av is a hard dependency of the package
+            raise VideoDecodeError(path, self.name, f"PyAV is not installed ({exc})") from exc
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise VideoDecodeError(path, self.name, "the file has no video stream")
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                fps = float(rate) if rate else None
+                n = int(stream.frames or 0)
+            if n <= 0:
+                n = self._count_frames(av, path)
+            indices = plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
+            frames = self._read(av, path, indices)
+        except VideoDecodeError:
+            raise
+        except Exception as exc:
+            raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
+        return resize_center_crop(frames, size)
+
+    @staticmethod
+    def _open_stream(av, path: str):
+        container = av.open(path)
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        return container, stream
+
+    def _count_frames(self, av, path: str) -> int:
+        container, stream = self._open_stream(av, path)
+        with container:
+            return sum(1 for _ in container.decode(stream))
+
+    def _read(self, av, path: str, indices: np.ndarray) -> np.ndarray:
+        wanted = set(int(i) for i in indices)
+        stop = max(wanted)
+        picked: dict[int, np.ndarray] = {}
+        container, stream = self._open_stream(av, path)
+        last_frame = None
+        count = 0
+        with container:
+            for i, frame in enumerate(container.decode(stream)):
+                count = i + 1
+                last_frame = frame
+                if i in wanted:
+                    picked[i] = frame.to_ndarray(format="rgb24")
+                if i >= stop:
+                    break
+        if last_frame is None:
+            raise VideoDecodeError(path, self.name, "no frame could be decoded")
+        if len(picked) < len(wanted):  # the header promised more frames than the file holds
+            tail = picked.get(count - 1)
+            if tail is None:
+                tail = last_frame.to_ndarray(format="rgb24")
+            for i in wanted:
+                picked.setdefault(i, tail)
+        return np.stack([picked[int(i)] for i in indices])
+
+
+DECODERS = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+
+
+def make_decoder(name: str) -> VideoDecoder:
+    """A decoder by name: ``"decord"`` or ``"pyav"``."""
+    key = str(name).strip().lower()
+    if key not in DECODERS:
+        raise ValueError(f"unknown video decoder '{name}'; valid choices: {sorted(DECODERS)}")
+    return DECODERS[key]()

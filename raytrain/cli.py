@@ -21,9 +21,10 @@ def _cmd_synth(args) -> None:
 def _cmd_train(args) -> None:
     from raytrain.ray_env import ensure_ray
     from raytrain.report import metrics_table
-    from raytrain.train.trainer import fit
+    from raytrain.train.trainer import fit, validate_inputs
 
     cfg = load_config(args.config, args.overrides)
+    validate_inputs(cfg)  # bad data or config fails here, before Ray starts
     ensure_ray(cfg, quiet=False)
     result = fit(cfg)
     print(f"run folder: {result.run_dir}\nlatest checkpoint: {result.checkpoint_path}")
@@ -32,14 +33,9 @@ def _cmd_train(args) -> None:
 
 
 def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
-    import numpy as np
-    import torch
-
     from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
-    from raytrain.data.pipeline import eval_dataset, eval_texts
-    from raytrain.eval.retrieval import evaluate_model
-    from raytrain.model.clip_video import build_model, get_tokenizer, model_image_size
+    from raytrain.model.clip_video import build_model
     from raytrain.ray_env import ensure_ray
     from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
@@ -86,10 +82,14 @@ def _cmd_eval(args) -> None:
     print(f"wrote {res['path']}")
 
 
-def _cmd_demo(args) -> None:
-    import torch
+def _cmd_prepare(args) -> None:
+    from raytrain.data.annotations import prepare
 
-    from raytrain.config import apply_overrides
+    prepare(args.dataset, args.annotations, args.videos, args.out, split_protocol=args.split_protocol,
+            allow_missing=args.allow_missing)
+
+
+def _cmd_demo(args) -> None:
     from raytrain.data.manifest import load_manifest
     from raytrain.eval.metrics import chance_metrics
     from raytrain.model.clip_video import build_model
@@ -137,6 +137,9 @@ def _v2t_chance(rows) -> dict:
     return video_to_text_metrics(np.zeros((len(owner), len(rows))), owner)
 
 
+PREPARE_DATASETS = ("msrvtt", "msvd", "didemo", "activitynet", "lsmdc")  # raytrain.data.annotations.READERS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raytrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("prepare", help="write a manifest from a benchmark's annotation files and videos")
+    p.add_argument("--dataset", required=True, choices=PREPARE_DATASETS)
+    p.add_argument("--annotations", required=True, help="folder with the benchmark's annotation files")
+    p.add_argument("--videos", required=True, help="folder with the video files (searched recursively)")
+    p.add_argument("--out", required=True, help="manifest path, e.g. data/msrvtt/manifest.parquet")
+    p.add_argument("--split-protocol", default=None,
+                   help="msrvtt: 9k (default), 7k or full; the others have one protocol (docs/benchmarks.md)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="drop clips whose video file is missing (the count goes into the manifest metadata)")
+    p.set_defaults(func=_cmd_prepare)
 
     for name, func, text in (("train", _cmd_train, "train with Ray Train (resumes the run if it exists)"),
                              ("demo", _cmd_demo, "generate SynthVTT, train, evaluate, compare")):
@@ -173,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
         print(f"raytrain {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if type(exc).__name__ != "TrainingFailedError":
+            raise
+        # Ray wraps the worker's error; its text names the failing file or key. Checkpoints written
+        # before the failure stay in the run folder, and running the command again resumes there.
+        print(f"raytrain {args.command}: training failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

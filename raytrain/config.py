@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 
@@ -72,6 +73,7 @@ class TrainSection:
     batch_size: int = 32  # per worker; the contrastive batch is batch_size * num_workers
     epochs: int = 5
     max_steps: int = 0  # > 0 caps the total number of optimizer steps
+    stop_at_step: int = 0  # > 0: checkpoint and stop cleanly after this step (time-boxed jobs, tests)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     checkpoint_every: int = 50  # steps
     keep_checkpoints: int = 2
@@ -108,10 +110,10 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "Config":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
         return _build(cls, data, prefix="", source=source)
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         """Return a copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.lr": 1})``."""
         return apply_overrides(self, [f"{k}={_dump_scalar(v)}" for k, v in overrides.items()])
 
@@ -140,6 +142,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("train.batch_size", lambda v: v >= 2, ">= 2 (a contrastive batch needs negatives)"),
     ("train.epochs", lambda v: v >= 1, ">= 1"),
     ("train.max_steps", lambda v: v >= 0, ">= 0"),
+    ("train.stop_at_step", lambda v: v >= 0, ">= 0"),
     ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
     ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
     ("train.log_every", lambda v: v >= 1, ">= 1"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 COLUMNS = [("t2v_R1", "R@1"), ("t2v_R5", "R@5"), ("t2v_R10", "R@10"), ("t2v_MdR", "MdR"), ("t2v_MnR", "MnR"),
            ("v2t_R1", "R@1"), ("v2t_R5", "R@5"), ("v2t_R10", "R@10"), ("v2t_MdR", "MdR"), ("v2t_MnR", "MnR")]

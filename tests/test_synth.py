@@ -216,7 +216,7 @@ def test_rendered_motion_follows_direction(direction):
     spec = sample_clip_spec("v", ("square", "red"), rng)
     obj = spec.objects[0]
     # one object, forced direction
-    from raytrain.data.synth import _place  # noqa: PLC0415 - internal placement helper
+    from raytrain.data.synth import _place
     start, end = _place(direction, "quickly", obj.radius, spec.width, spec.height, rng)
     spec = ClipSpec("v", spec.fps, spec.num_frames, spec.width, spec.height, "plain", "dark",
                     (ObjectSpec("square", "red", obj.size, direction, "quickly", obj.radius, start, end),))

@@ -21,16 +21,16 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "VideoDecodeError",
-    "VideoDecoder",
+    "DECODERS",
     "DecordDecoder",
     "PyAVDecoder",
-    "DECODERS",
+    "VideoDecodeError",
+    "VideoDecoder",
     "make_decoder",
-    "sample_frame_indices",
-    "segment_frame_range",
     "plan_frame_indices",
     "resize_center_crop",
+    "sample_frame_indices",
+    "segment_frame_range",
 ]
 
 
@@ -103,9 +103,9 @@ def segment_frame_range(num_video_frames: int, fps: float | None, start_s: float
                                               f"the video has no usable frame rate ({fps})")
     eps = 1e-6
     if start_s is not None:
-        first = max(first, int(math.ceil(float(start_s) * fps - eps)))
+        first = max(first, math.ceil(float(start_s) * fps - eps))
     if end_s is not None:
-        last = min(last, int(math.ceil(float(end_s) * fps - eps)) - 1)
+        last = min(last, math.ceil(float(end_s) * fps - eps) - 1)
     if first > last:
         duration = num_video_frames / fps
         raise VideoDecodeError(path, decoder, f"segment [{start_s}, {end_s}] s contains no frame "
@@ -142,8 +142,8 @@ def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     if h <= 0 or w <= 0:
         raise ValueError(f"frames have an empty spatial size {h}x{w}")
     scale = size / min(h, w)
-    new_h = size if h <= w else max(size, int(round(h * scale)))
-    new_w = size if w <= h else max(size, int(round(w * scale)))
+    new_h = size if h <= w else max(size, round(h * scale))
+    new_w = size if w <= h else max(size, round(w * scale))
     if (new_h, new_w) != (h, w) and t > 0:
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
@@ -267,7 +267,7 @@ class PyAVDecoder:
             return sum(1 for _ in container.decode(stream))
 
     def _read(self, av, path: str, indices: np.ndarray) -> np.ndarray:
-        wanted = set(int(i) for i in indices)
+        wanted = {int(i) for i in indices}
         stop = max(wanted)
         picked: dict[int, np.ndarray] = {}
         container, stream = self._open_stream(av, path)

@@ -11,7 +11,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow, load_manifest
@@ -66,9 +65,10 @@ class DecodeClips:
 
 def _read_split(manifest: str, split: str):
     import ray.data
+    from ray.data.expressions import col
 
-    return ray.data.read_parquet(manifest, columns=_present_columns(manifest),
-                                 filter=pc.field("split") == split)
+    ds = ray.data.read_parquet(manifest, columns=_present_columns(manifest))
+    return ds.filter(expr=col("split") == split)
 
 
 def _present_columns(manifest: str) -> list[str]:
@@ -83,10 +83,10 @@ def _decode(ds, cfg: Config, manifest: str, image_size: int, train: bool):
 
     return ds.map_batches(
         DecodeClips,
-        fn_constructor_kwargs=dict(
-            manifest_dir=str(Path(manifest).resolve().parent), decoder=cfg.data.decoder,
-            num_frames=cfg.data.num_frames, image_size=image_size, train=train, arch=cfg.model.arch,
-            max_words=cfg.data.max_words, seed=cfg.train.seed),
+        fn_constructor_kwargs={
+            "manifest_dir": str(Path(manifest).resolve().parent), "decoder": cfg.data.decoder,
+            "num_frames": cfg.data.num_frames, "image_size": image_size, "train": train, "arch": cfg.model.arch,
+            "max_words": cfg.data.max_words, "seed": cfg.train.seed},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),

@@ -26,20 +26,36 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from raytrain.data.manifest import write_manifest
 
 __all__ = [
-    "SHAPES", "COLOURS", "COLOUR_RGB", "SIZES", "DIRECTIONS", "SPEEDS", "PATTERNS", "TONES",
-    "FPS_RANGE", "DURATION_RANGE_S",
-    "ObjectSpec", "ClipSpec",
-    "held_out_pairs", "sample_clip_spec", "describe", "render_frames", "encode_h264",
-    "generate_synthvtt", "load_attributes", "main_synth",
+    "COLOURS",
+    "COLOUR_RGB",
+    "DIRECTIONS",
+    "DURATION_RANGE_S",
+    "FPS_RANGE",
+    "PATTERNS",
+    "SHAPES",
+    "SIZES",
+    "SPEEDS",
+    "TONES",
+    "ClipSpec",
+    "ObjectSpec",
+    "describe",
+    "encode_h264",
+    "generate_synthvtt",
+    "held_out_pairs",
+    "load_attributes",
+    "main_synth",
+    "render_frames",
+    "sample_clip_spec",
 ]
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "diamond")
@@ -112,7 +128,7 @@ class ClipSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClipSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ClipSpec:
         objs = tuple(ObjectSpec(**{**o, "start_xy": tuple(o["start_xy"]), "end_xy": tuple(o["end_xy"])})
                      for o in d["objects"])
         keys = ("video_id", "fps", "num_frames", "width", "height", "pattern", "tone")
@@ -133,7 +149,7 @@ def held_out_pairs(test_fraction: float, seed: int) -> list[tuple[str, str]]:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     all_pairs = [(s, c) for s in SHAPES for c in COLOURS]
     # each colour must keep one of its len(SHAPES) pairs, so at most len(all_pairs) - len(COLOURS) go
-    k = min(max(1, int(round(test_fraction * len(all_pairs)))), len(all_pairs) - len(COLOURS))
+    k = min(max(1, round(test_fraction * len(all_pairs))), len(all_pairs) - len(COLOURS))
     rng = np.random.default_rng([int(seed), 0x5EED])
     order = [all_pairs[i] for i in rng.permutation(len(all_pairs))]
     cap_s = math.ceil(k / len(SHAPES))
@@ -184,7 +200,7 @@ def _assign_primary_pairs(num_videos: int, test_fraction: float, seed: int,
     """(primary pair, split) for each clip index: about ``test_fraction`` of the clips are test."""
     rng = np.random.default_rng([int(seed), 0xA551])
     if num_videos >= 2:
-        n_test = min(max(1, int(round(test_fraction * num_videos))), num_videos - 1)
+        n_test = min(max(1, round(test_fraction * num_videos)), num_videos - 1)
     else:
         n_test = 0
     n_train = num_videos - n_test

@@ -19,8 +19,13 @@ from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.losses import clip_loss
 from raytrain.model.clip_video import build_model, get_tokenizer
 from raytrain.train.schedule import build_optimizer, build_scheduler
-from raytrain.train.state import (load_training_state, rng_state, save_training_state, seed_everything,
-                                  set_rng_state)
+from raytrain.train.state import (
+    load_training_state,
+    rng_state,
+    save_training_state,
+    seed_everything,
+    set_rng_state,
+)
 
 
 def plan_steps(num_train_clips: int, world_size: int, batch_size: int, epochs: int,
@@ -95,17 +100,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
 
+    end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
+    start_step = step
     shard = ray.train.get_dataset_shard("train")
     running: list[float] = []
     epoch, skip = divmod(step, steps_per_epoch)
     model.train()
-    while step < total_steps:
+    while step < end_step:
         batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
                                            dtypes={"frames": torch.uint8, "tokens": torch.int64})
         for i, batch in enumerate(batches):
             if i < skip:  # resuming mid-epoch: these batches were trained before the checkpoint
                 continue
-            if step >= total_steps:
+            if step >= end_step:
                 break
             frames = batch["frames"].to(device, non_blocking=True)
             tokens = batch["tokens"].to(device, non_blocking=True)
@@ -125,8 +132,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
                 writer.add_scalar("train/logit_scale", float(out["logit_scale"]), step)
                 writer.add_scalar("train/epoch", epoch + i / steps_per_epoch, step)
-            if step % cfg.train.checkpoint_every == 0 and step < total_steps:
-                _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, _loss_metrics(running))
+            if step % cfg.train.checkpoint_every == 0 and step < end_step:
+                _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, _loss_metrics(running),
+                        start_step)
                 running = []
         epoch += 1
         skip = 0
@@ -141,7 +149,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if key.startswith(("t2v_", "v2t_")):
                 writer.add_scalar(f"eval/{key}", value, step)
         writer.close()
-    _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, {**final, "final": True})
+    _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, {**final, "final": True}, start_step)
 
 
 def _loss_metrics(running: list[float]) -> dict[str, float]:
@@ -149,7 +157,7 @@ def _loss_metrics(running: list[float]) -> dict[str, float]:
 
 
 def _report(cfg: Config, module, optimizer, scheduler, step: int, epoch: int, world: int, rank: int,
-            metrics: dict[str, Any]) -> None:
+            metrics: dict[str, Any], start_step: int) -> None:
     """Checkpoint (rank 0 writes the files) and report; every rank calls ``report`` (it is a barrier)."""
     import ray.train
 
@@ -159,7 +167,7 @@ def _report(cfg: Config, module, optimizer, scheduler, step: int, epoch: int, wo
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
-        save_training_state(tmp, cfg, module, optimizer, scheduler, step, epoch, rngs, extra={"metrics": metrics})
+        save_training_state(tmp, cfg, module, optimizer, scheduler, step, epoch, rngs, extra={"metrics": metrics, "start_step": start_step})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

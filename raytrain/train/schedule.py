@@ -26,7 +26,7 @@ def build_optimizer(model, cfg: OptimSection) -> torch.optim.Optimizer:
 
 def warmup_cosine(step: int, total_steps: int, warmup_fraction: float) -> float:
     """LR multiplier at ``step`` (0-based): linear warmup over the first fraction, then cosine to 0."""
-    warmup = int(round(total_steps * warmup_fraction))
+    warmup = round(total_steps * warmup_fraction)
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total_steps - warmup)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from raytrain.config import Config, apply_overrides
-from raytrain.data.manifest import load_manifest
+from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
 from raytrain.model.clip_video import model_image_size
 from raytrain.train.loop import plan_steps, train_loop_per_worker
@@ -36,17 +36,35 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.run.storage_path) / cfg.run.name
 
 
-def build_trainer(cfg: Config):
-    """Validate data and model names up front (before any worker starts), then build the trainer."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
+@dataclass
+class TrainInputs:
+    cfg: Config  # with absolute local paths
+    image_size: int
+    train_rows: list[ClipRow]
+    eval_rows: list[ClipRow]
 
+
+def validate_inputs(cfg: Config) -> TrainInputs:
+    """Every check that needs no Ray, run before any worker starts: the manifest (both splits, every
+    file), the model name, the weights path and the batch plan. Errors name the key, row or file."""
     cfg = resolve_paths(cfg)
     image_size = model_image_size(cfg.model.arch)
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
+        raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{cfg.model.pretrained}' not found")
     train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
     eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.train.eval_at_end else []
     plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size, cfg.train.epochs,
-               cfg.train.max_steps)  # raises early for a split smaller than one global batch
+               cfg.train.max_steps)  # raises for a split smaller than one global batch
+    return TrainInputs(cfg, image_size, train_rows, eval_rows)
+
+
+def build_trainer(cfg: Config):
+    """Validate everything up front, then assemble datasets, scaling and run config."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    inputs = validate_inputs(cfg)
+    cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
     datasets = {"train": train_dataset(cfg, image_size)}
     if eval_rows:

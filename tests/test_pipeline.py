@@ -1,0 +1,61 @@
+"""Tier 2: the Ray Data graph on a few generated clips."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from raytrain.data.manifest import load_manifest
+from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
+
+pytestmark = pytest.mark.ray
+
+
+def test_train_dataset_yields_uint8_frames_and_tokens(ray_session, tiny_config):
+    cfg = tiny_config
+    rows = load_manifest(cfg.data.manifest, split="train")
+    batches = list(train_dataset(cfg, image_size=32).iter_torch_batches(
+        batch_size=8, dtypes={"frames": torch.uint8, "tokens": torch.int64}))
+    frames = torch.cat([b["frames"] for b in batches])
+    tokens = torch.cat([b["tokens"] for b in batches])
+    assert frames.shape == (len(rows), 3, 32, 32, 3) and frames.dtype == torch.uint8
+    assert tokens.shape == (len(rows), 16) and tokens.dtype == torch.int64
+    assert frames.float().std() > 5  # real pictures, not zeros
+    # Each token row is a CLIP-tokenised caption: start token first, end token present.
+    assert (tokens[:, 0] == 49406).all() and (tokens == 49407).any(dim=1).all()
+
+
+def test_eval_dataset_covers_each_clip_once_in_order(ray_session, tiny_config):
+    cfg = tiny_config
+    rows = load_manifest(cfg.data.manifest, split="test")
+    idx, frames = [], []
+    for b in eval_dataset(cfg, rows, image_size=32).iter_batches(batch_size=5, batch_format="numpy"):
+        idx.extend(b["video_index"].tolist())
+        frames.append(b["frames"])
+    assert sorted(idx) == list(range(len(rows)))
+    # Eval sampling is deterministic (segment centres): a second pass gives identical frames.
+    again = {int(i): f for b in eval_dataset(cfg, rows, image_size=32).iter_batches(batch_size=5, batch_format="numpy")
+             for i, f in zip(b["video_index"], b["frames"])}
+    first = dict(zip(idx, np.concatenate(frames)))
+    assert all(np.array_equal(first[i], again[i]) for i in first)
+    texts, owner = eval_texts(rows)
+    assert len(texts) == sum(len(r.captions) for r in rows) and owner.max() == len(rows) - 1
+
+
+def test_corrupt_clip_error_names_the_file(ray_session, tiny_config, tmp_path):
+    import shutil
+
+    from raytrain.config import apply_overrides
+    from raytrain.data.manifest import write_manifest
+
+    src = load_manifest(tiny_config.data.manifest, split="test")[:3]
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(Path(src[0].path).read_bytes()[:600])  # a truncated H.264 file
+    rows = [{"video_id": r.video_id, "path": r.path, "captions": list(r.captions), "split": "test"} for r in src]
+    rows[1]["path"] = str(bad)
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    cfg = apply_overrides(tiny_config, [f"data.manifest={manifest}"])
+    with pytest.raises(Exception, match="broken.mp4"):
+        list(eval_dataset(cfg, load_manifest(manifest), image_size=32).iter_batches(batch_size=3))
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -15,12 +15,13 @@ pytestmark = pytest.mark.ray
 def test_train_dataset_yields_uint8_frames_and_tokens(ray_session, tiny_config):
     cfg = tiny_config
     rows = load_manifest(cfg.data.manifest, split="train")
-    batches = list(train_dataset(cfg, image_size=32).iter_torch_batches(
+    # 48 clips, global batch 8 (4 x 2 workers): 6 steps per epoch; steps [2, 9) = 7 steps = 56 clips.
+    batches = list(train_dataset(cfg, rows, image_size=32, start_step=2, end_step=9).iter_torch_batches(
         batch_size=8, dtypes={"frames": torch.uint8, "tokens": torch.int64}))
     frames = torch.cat([b["frames"] for b in batches])
     tokens = torch.cat([b["tokens"] for b in batches])
-    assert frames.shape == (len(rows), 3, 32, 32, 3) and frames.dtype == torch.uint8
-    assert tokens.shape == (len(rows), 16) and tokens.dtype == torch.int64
+    assert frames.shape == (56, 3, 32, 32, 3) and frames.dtype == torch.uint8
+    assert tokens.shape == (56, 16) and tokens.dtype == torch.int64
     assert frames.float().std() > 5  # real pictures, not zeros
     # Each token row is a CLIP-tokenised caption: start token first, end token present.
     assert (tokens[:, 0] == 49406).all() and (tokens == 49407).any(dim=1).all()

@@ -62,18 +62,25 @@ def _event_tags(run_dir: Path) -> set[str]:
     return tags
 
 
-def test_training_beats_the_untrained_model_on_held_out_split(ray_session, tiny_config):
+def test_training_beats_the_untrained_model_on_held_out_split(ray_session, tmp_path_factory, tmp_path):
     from raytrain.cli import evaluate_on_driver
+    from raytrain.config import Config
     from raytrain.data.manifest import load_manifest
+    from raytrain.data.synth import generate_synthvtt
     from raytrain.model.clip_video import build_model
     from raytrain.train.state import seed_everything
 
-    cfg = apply_overrides(tiny_config, ["train.epochs=12", "train.checkpoint_every=1000",
-                                        "train.batch_size=8", "run.name=learn"])
+    data = tmp_path_factory.mktemp("synth_learn")
+    generate_synthvtt(data, num_videos=200, seed=11)
+    cfg = apply_overrides(Config(), [
+        f"data.manifest={data / 'manifest.parquet'}", "data.num_frames=3", "data.decode_batch_size=16",
+        "model.arch=RT-Tiny-ViT", "model.temporal=meanP", "optim.lr=1e-3", "optim.tower_lr=1e-3",
+        "optim.weight_decay=0.05", "train.num_workers=2", "train.batch_size=16", "train.epochs=12",
+        "train.checkpoint_every=1000", f"run.storage_path={tmp_path / 'runs'}", "run.name=learn"])
     rows = load_manifest(cfg.data.manifest, split="test")
     seed_everything(cfg.train.seed)
     untrained = evaluate_on_driver(cfg, build_model(cfg.model), rows)
     trained = fit(cfg).metrics
-    # Mean rank over all test captions is the steadiest signal on a 12-clip test split.
-    assert trained["t2v_MnR"] < untrained["t2v_MnR"] - 1.0, (trained, untrained)
-    assert trained["t2v_R5"] > untrained["t2v_R5"], (trained, untrained)
+    # 40 unseen-combination test clips, ~150 captions: chance is R@5 = 12.5 %, mean rank 20.5.
+    assert trained["t2v_MnR"] < 0.8 * untrained["t2v_MnR"], (trained, untrained)
+    assert trained["t2v_R5"] > untrained["t2v_R5"] + 10, (trained, untrained)

@@ -1,35 +1,31 @@
-"""The Ray Data graph: manifest → shuffled rows → decode actors (frames uint8 + tokens) → Train.
+"""The Ray Data graph: epoch plan → decode actors (frames uint8 + tokens) → Ray Train.
 
 This is the only module of ``raytrain.data`` that imports Ray. Decoding and tokenising happen in a
 callable class on CPU actors (set up once per actor); frames stay uint8 all the way to the trainer.
+The manifest is read and validated once on the driver (``load_manifest``); training streams the
+epoch plan built from it (``raytrain.data.plan``), evaluation the eval split in manifest order.
 """
 
 from __future__ import annotations
 
-import os
-import zlib
-from pathlib import Path
-
 import numpy as np
 
 from raytrain.config import Config
-from raytrain.data.manifest import ClipRow, load_manifest
-
-MANIFEST_COLUMNS = ["video_id", "path", "captions", "split", "start_s", "end_s"]
+from raytrain.data.manifest import ClipRow
+from raytrain.data.plan import build_plan
 
 
 class DecodeClips:
-    """``map_batches`` UDF: decode ``num_frames`` frames per clip and (train) tokenise one caption.
+    """``map_batches`` UDF: decode ``num_frames`` frames per clip; tokenise the planned caption (train).
 
-    Train: random frame offsets inside T equal segments and one random caption per clip, drawn anew
-    each time the clip is seen. Eval: segment centres, no text (every caption is queried separately).
+    Train rows come from the epoch plan and carry a caption and a ``sample_seed`` that fixes the
+    random frame offsets inside T equal segments, so augmentation is reproducible. Eval rows get
+    segment centres and no text (every caption is queried separately).
     """
 
-    def __init__(self, manifest_dir: str, decoder: str, num_frames: int, image_size: int, train: bool,
-                 arch: str, max_words: int, seed: int):
+    def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int):
         from raytrain.data.decode import make_decoder
 
-        self.manifest_dir = Path(manifest_dir)
         self.decoder = make_decoder(decoder)
         self.num_frames = num_frames
         self.image_size = image_size
@@ -39,54 +35,32 @@ class DecodeClips:
             from raytrain.model.clip_video import get_tokenizer
 
             self.tokenizer = get_tokenizer(arch, max_words)
-        self.rng = np.random.default_rng([seed, os.getpid(), zlib.crc32(os.urandom(8))])
-
-    def _path(self, path: str) -> str:
-        return path if os.path.isabs(path) else str(self.manifest_dir / path)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips = []
         for i, path in enumerate(batch["path"]):
-            start = batch["start_s"][i] if "start_s" in batch else None
-            end = batch["end_s"][i] if "end_s" in batch else None
+            start, end = batch["start_s"][i], batch["end_s"][i]
+            rng = np.random.default_rng(int(batch["sample_seed"][i])) if self.train else None
             clips.append(self.decoder.decode(
-                self._path(str(path)), num_frames=self.num_frames, size=self.image_size, train=self.train,
-                rng=self.rng if self.train else None,
+                str(path), num_frames=self.num_frames, size=self.image_size, train=self.train, rng=rng,
                 start_s=None if start is None or np.isnan(start) else float(start),
                 end_s=None if end is None or np.isnan(end) else float(end)))
         out = {"frames": np.stack(clips)}
         if self.train:
-            captions = [str(caps[self.rng.integers(len(caps))]) for caps in batch["captions"]]
-            out["tokens"] = self.tokenizer(captions).numpy().astype(np.int64)
+            out["tokens"] = self.tokenizer([str(c) for c in batch["caption"]]).numpy().astype(np.int64)
         else:
             out["video_index"] = np.asarray(batch["video_index"], dtype=np.int64)
         return out
 
 
-def _read_split(manifest: str, split: str):
-    import ray.data
-    from ray.data.expressions import col
-
-    ds = ray.data.read_parquet(manifest, columns=_present_columns(manifest))
-    return ds.filter(expr=col("split") == split)
-
-
-def _present_columns(manifest: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(manifest).names
-    return [c for c in MANIFEST_COLUMNS if c in names]
-
-
-def _decode(ds, cfg: Config, manifest: str, image_size: int, train: bool):
+def _decode(ds, cfg: Config, image_size: int, train: bool):
     import ray.data
 
     return ds.map_batches(
         DecodeClips,
         fn_constructor_kwargs={
-            "manifest_dir": str(Path(manifest).resolve().parent), "decoder": cfg.data.decoder,
-            "num_frames": cfg.data.num_frames, "image_size": image_size, "train": train, "arch": cfg.model.arch,
-            "max_words": cfg.data.max_words, "seed": cfg.train.seed},
+            "decoder": cfg.data.decoder, "num_frames": cfg.data.num_frames, "image_size": image_size,
+            "train": train, "arch": cfg.model.arch, "max_words": cfg.data.max_words},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
@@ -94,24 +68,30 @@ def _decode(ds, cfg: Config, manifest: str, image_size: int, train: bool):
     )
 
 
-def train_dataset(cfg: Config, image_size: int):
-    """Rows of the train split, shuffled anew each epoch (the rows are tiny: shuffle before decode)."""
-    manifest = str(Path(cfg.data.manifest).resolve())
-    ds = _read_split(manifest, cfg.data.train_split).random_shuffle()
-    return _decode(ds, cfg, manifest, image_size, train=True)
+def _blocks(num_rows: int, rows_per_block: int) -> int:
+    return max(1, min(-(-num_rows // max(1, rows_per_block)), 2000))
+
+
+def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int):
+    """One pass over the epoch plan for steps ``[start_step, end_step)``."""
+    import ray.data
+
+    global_batch = cfg.train.batch_size * cfg.train.num_workers
+    plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step)
+    ds = ray.data.from_arrow(plan).repartition(_blocks(plan.num_rows, cfg.data.decode_batch_size))
+    return _decode(ds, cfg, image_size, train=True)
 
 
 def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):
     """Eval clips in manifest order, each carrying ``video_index`` (its column in the sim matrix)."""
     import ray.data
 
-    manifest = str(Path(cfg.data.manifest).resolve())
-    items = [{"video_id": r.video_id, "path": r.path, "video_index": i,
+    items = [{"path": r.path, "video_index": i,
               "start_s": np.nan if r.start_s is None else r.start_s,
-              "end_s": np.nan if r.end_s is None else r.end_s, "captions": list(r.captions)}
+              "end_s": np.nan if r.end_s is None else r.end_s}
              for i, r in enumerate(rows)]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // 16, 64)))
-    return _decode(ds, cfg, manifest, image_size, train=False)
+    ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), cfg.data.decode_batch_size))
+    return _decode(ds, cfg, image_size, train=False)
 
 
 def eval_texts(rows: list[ClipRow]) -> tuple[list[str], np.ndarray]:
@@ -121,7 +101,3 @@ def eval_texts(rows: list[ClipRow]) -> tuple[list[str], np.ndarray]:
         texts.extend(row.captions)
         owner.extend([i] * len(row.captions))
     return texts, np.asarray(owner, dtype=np.int64)
-
-
-def validated_rows(cfg: Config, split: str) -> list[ClipRow]:
-    return load_manifest(cfg.data.manifest, split=split)

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from raytrain.config import Config
+from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.losses import clip_loss
 from raytrain.model.clip_video import build_model, get_tokenizer
@@ -26,17 +27,6 @@ from raytrain.train.state import (
     seed_everything,
     set_rng_state,
 )
-
-
-def plan_steps(num_train_clips: int, world_size: int, batch_size: int, epochs: int,
-               max_steps: int = 0) -> tuple[int, int]:
-    """(steps per epoch, total steps). Each worker gets ⌊N/W⌋ clips (equal split) in full batches."""
-    per_epoch = (num_train_clips // world_size) // batch_size
-    if per_epoch < 1:
-        raise ValueError(f"the train split has {num_train_clips} clips, fewer than one global batch "
-                         f"(train.batch_size {batch_size} x train.num_workers {world_size})")
-    total = per_epoch * epochs
-    return per_epoch, min(total, max_steps) if max_steps > 0 else total
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -102,42 +92,45 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
     start_step = step
+    # The dataset is one pass over the epoch plan from ``plan_start_step`` (the driver's view of the
+    # latest checkpoint); if a restart resumed from a later checkpoint, skip what it already trained.
+    skip = step - loop_config["plan_start_step"]
+    if skip < 0:
+        raise RuntimeError(f"checkpoint step {step} is before the data plan's first step "
+                           f"{loop_config['plan_start_step']}")
     shard = ray.train.get_dataset_shard("train")
     running: list[float] = []
-    epoch, skip = divmod(step, steps_per_epoch)
     model.train()
-    while step < end_step:
-        batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
-                                           dtypes={"frames": torch.uint8, "tokens": torch.int64})
-        for i, batch in enumerate(batches):
-            if i < skip:  # resuming mid-epoch: these batches were trained before the checkpoint
-                continue
-            if step >= end_step:
-                break
-            frames = batch["frames"].to(device, non_blocking=True)
-            tokens = batch["tokens"].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
-                out = model(frames, tokens)
-                loss = clip_loss(out["text"].float(), out["video"].float(), out["logit_scale"].float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            running.append(float(loss.detach()))
-            if writer is not None and step % cfg.train.log_every == 0:
-                writer.add_scalar("train/loss", float(np.mean(running[-cfg.train.log_every:])), step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
-                writer.add_scalar("train/logit_scale", float(out["logit_scale"]), step)
-                writer.add_scalar("train/epoch", epoch + i / steps_per_epoch, step)
-            if step % cfg.train.checkpoint_every == 0 and step < end_step:
-                _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, _loss_metrics(running),
-                        start_step)
-                running = []
-        epoch += 1
-        skip = 0
+    batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
+                                       dtypes={"frames": torch.uint8, "tokens": torch.int64})
+    for i, batch in enumerate(batches):
+        if i < skip:
+            continue
+        if step >= end_step:
+            break
+        frames = batch["frames"].to(device, non_blocking=True)
+        tokens = batch["tokens"].to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
+            out = model(frames, tokens)
+            loss = clip_loss(out["text"].float(), out["video"].float(), out["logit_scale"].float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running.append(float(loss.detach()))
+        if writer is not None and step % cfg.train.log_every == 0:
+            writer.add_scalar("train/loss", float(np.mean(running[-cfg.train.log_every:])), step)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
+            writer.add_scalar("train/logit_scale", float(out["logit_scale"]), step)
+            writer.add_scalar("train/epoch", step / steps_per_epoch, step)
+        if step % cfg.train.checkpoint_every == 0 and step < end_step:
+            _report(cfg, module, optimizer, scheduler, step, world, rank, _loss_metrics(running), start_step)
+            running = []
+    if step < end_step:
+        raise RuntimeError(f"the data plan ran out at step {step} before step {end_step}")
 
     # The last checkpoint carries the final metrics (Ray Train's Result holds the latest
     # checkpoint's metrics), so evaluation comes before it.
@@ -149,25 +142,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if key.startswith(("t2v_", "v2t_")):
                 writer.add_scalar(f"eval/{key}", value, step)
         writer.close()
-    _report(cfg, module, optimizer, scheduler, step, epoch, world, rank, {**final, "final": True}, start_step)
+    _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step)
 
 
 def _loss_metrics(running: list[float]) -> dict[str, float]:
     return {"loss": float(np.mean(running))} if running else {}
 
 
-def _report(cfg: Config, module, optimizer, scheduler, step: int, epoch: int, world: int, rank: int,
+def _report(cfg: Config, module, optimizer, scheduler, step: int, world: int, rank: int,
             metrics: dict[str, Any], start_step: int) -> None:
     """Checkpoint (rank 0 writes the files) and report; every rank calls ``report`` (it is a barrier)."""
     import ray.train
 
     rngs = _all_rng_states(world)
-    metrics = {"step": step, "epoch": epoch, **metrics}
+    metrics = {"step": step, **metrics}
     if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
-        save_training_state(tmp, cfg, module, optimizer, scheduler, step, epoch, rngs, extra={"metrics": metrics, "start_step": start_step})
+        save_training_state(tmp, cfg, module, optimizer, scheduler, step, rngs,
+                            extra={"metrics": metrics, "start_step": start_step})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

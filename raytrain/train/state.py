@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from raytrain.config import Config, dump_config, load_config
 
 STATE_FILE = "state.pt"
+PROGRESS_FILE = "progress.json"
 CONFIG_FILE = "config.yaml"
 
 
@@ -35,15 +37,27 @@ def seed_everything(seed: int) -> None:
 
 
 def save_training_state(directory: str | Path, cfg: Config, model: torch.nn.Module, optimizer, scheduler,
-                        step: int, epoch: int, rng_states: list[dict[str, Any]], extra: dict | None = None) -> Path:
+                        step: int, rng_states: list[dict[str, Any]], extra: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch, "rng": rng_states,
-             "extra": extra or {}}
+             "scheduler": scheduler.state_dict(), "step": step, "rng": rng_states, "extra": extra or {}}
     torch.save(state, directory / STATE_FILE)
     dump_config(cfg, directory / CONFIG_FILE)
+    (directory / PROGRESS_FILE).write_text(json.dumps({"step": step}))
     return directory
+
+
+def latest_checkpoint_step(run_dir: str | Path) -> int:
+    """The highest step among a local run folder's checkpoints (0 if none), read from their small
+    progress files so the driver need not load model weights."""
+    best = 0
+    for progress in Path(run_dir).glob(f"checkpoint_*/{PROGRESS_FILE}"):
+        try:
+            best = max(best, int(json.loads(progress.read_text())["step"]))
+        except (ValueError, KeyError, OSError):
+            continue
+    return best
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:

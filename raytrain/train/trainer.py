@@ -11,8 +11,10 @@ from typing import Any
 from raytrain.config import Config, apply_overrides
 from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
+from raytrain.data.plan import plan_steps
 from raytrain.model.clip_video import model_image_size
-from raytrain.train.loop import plan_steps, train_loop_per_worker
+from raytrain.train.loop import train_loop_per_worker
+from raytrain.train.state import latest_checkpoint_step
 
 
 @dataclass
@@ -66,10 +68,15 @@ def build_trainer(cfg: Config):
     inputs = validate_inputs(cfg)
     cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
-    datasets = {"train": train_dataset(cfg, image_size)}
+    _, total_steps = plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size,
+                                cfg.train.epochs, cfg.train.max_steps)
+    end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
+    start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
+    start_step = min(start_step, end_step)
+    datasets = {"train": train_dataset(cfg, train_rows, image_size, start_step, end_step)}
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
-    loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows),
+    loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows), "plan_start_step": start_step,
                    "num_eval_clips": len(eval_rows), "eval_texts": texts,
                    "eval_text_to_video": owner.tolist()}
     return TorchTrainer(

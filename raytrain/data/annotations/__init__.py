@@ -107,7 +107,8 @@ def prepare(dataset: str, annotations_dir: str | os.PathLike, videos_dir: str | 
         raise AnnotationError(f"annotations folder '{annotations_dir}' not found")
     index = VideoIndex.build(videos_dir)
     rows = read_rows(reader.name, annotations_dir, index, protocol)
-    rows, missing = apply_missing_policy(rows, reader.name, videos_dir, allow_missing)
+    splits_read = list(dict.fromkeys(r["split"] for r in rows))
+    rows, missing = apply_missing_policy(rows, reader.name, videos_dir, allow_missing, len(index))
     if not rows:
         raise AnnotationError(f"{reader.name}: none of the videos were found under '{videos_dir}' "
                               f"(e.g. {', '.join(missing.examples[:3])})")
@@ -126,5 +127,8 @@ def prepare(dataset: str, annotations_dir: str | os.PathLike, videos_dir: str | 
         parts = ", ".join(f"{s} {c['clips']} clips / {c['captions']} captions" for s, c in counts.items())
         note = f"; {missing.count} missing videos dropped (e.g. {', '.join(missing.examples[:3])})" \
             if missing.count else "; no missing videos"
+        emptied = [s for s in splits_read if s not in counts]
+        if emptied:
+            note += f"; split(s) {emptied} lost every clip"
         print(f"{reader.name} ({protocol}): wrote {path}: {parts}{note}", flush=True)
     return path

@@ -35,15 +35,16 @@ def _cmd_train(args) -> None:
 def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
     from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
-    from raytrain.model.clip_video import build_model
+    from raytrain.methods.objective import build_objective
     from raytrain.ray_env import ensure_ray
     from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
     ckpt = find_checkpoint(checkpoint)
     cfg = apply_overrides(load_checkpoint_config(ckpt), overrides)
     state = load_training_state(ckpt)
-    model = build_model(cfg.model)
-    model.load_state_dict(state["model"])
+    objective = build_objective(cfg)
+    objective.load_state_dict(state["model"])
+    model = objective.model  # retrieval uses the plain dual encoder, whatever the method
     rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split)
     ensure_ray(cfg)
     metrics = evaluate_on_driver(cfg, model, rows)

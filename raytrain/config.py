@@ -53,6 +53,35 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
+class MaskSection:
+    """Patch masks for the masked-view methods (MASCOT's high/low-informed masks)."""
+    strategy: Literal["attention", "random"] = "attention"  # random: built by the Ray Data workers
+    high_ratio: float = 0.3  # share of each frame's patches in the high-informed mask
+    low_ratio: float = 0.3  # share in the low-informed mask
+
+
+@dataclass(frozen=True)
+class MascotSection:
+    """MASCOT parts, each switchable, and its loss weights (methods.md §1; our defaults)."""
+    masked_views: bool = True  # the two masked passes and their InfoNCE (L_mv)
+    isc: bool = True  # informed semantics completion: decoder + reconstruction loss (L_rec)
+    co_learning: bool = True  # dual-mask co-learning consistency (L_co)
+    attention: Literal["cls", "text_aware"] = "cls"  # patch ranking source
+    lambda_mv: float = 0.5
+    lambda_rec: float = 1.0
+    lambda_co: float = 0.5
+    lambda_tp: float = 0.0  # text-patch alignment of the completed patches (0 = off)
+    decoder_layers: int = 2
+    decoder_heads: int = 8
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    name: Literal["clip4clip", "mascot"] = "clip4clip"
+    mascot: MascotSection = field(default_factory=MascotSection)
+
+
+@dataclass(frozen=True)
 class OptimSection:
     lr: float = 1e-4  # new modules (temporal transformer, logit scale, method heads)
     tower_lr: float = 1e-7  # the open_clip towers (CLIP4Clip fine-tunes them gently)
@@ -101,6 +130,8 @@ class Config:
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     model: ModelSection = field(default_factory=ModelSection)
+    method: MethodSection = field(default_factory=MethodSection)
+    mask: MaskSection = field(default_factory=MaskSection)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
@@ -128,6 +159,14 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.synth_num_videos", lambda v: v >= 0, ">= 0"),
     ("model.temporal_layers", lambda v: v >= 1, ">= 1"),
     ("model.max_logit_scale", lambda v: v > 0, "> 0"),
+    ("mask.high_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("mask.low_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("method.mascot.lambda_mv", lambda v: v >= 0, ">= 0"),
+    ("method.mascot.lambda_rec", lambda v: v >= 0, ">= 0"),
+    ("method.mascot.lambda_co", lambda v: v >= 0, ">= 0"),
+    ("method.mascot.lambda_tp", lambda v: v >= 0, ">= 0"),
+    ("method.mascot.decoder_layers", lambda v: v >= 1, ">= 1"),
+    ("method.mascot.decoder_heads", lambda v: v >= 1, ">= 1"),
     ("optim.lr", lambda v: v > 0, "> 0"),
     ("optim.tower_lr", lambda v: v >= 0, ">= 0"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),

@@ -51,7 +51,7 @@ def _worker(rank, world, port, queue):
     for g in grads:  # what DDP does: average gradients over ranks
         dist.all_reduce(g)
         g /= world
-    queue.put((rank, float(loss), [g.clone() for g in grads]))
+    queue.put((rank, loss.item(), [g.numpy().copy() for g in grads]))
     dist.destroy_process_group()
 
 
@@ -83,4 +83,4 @@ def test_gathered_loss_and_grads_match_single_process(world):
     for _, loss, grads in results:
         assert loss == pytest.approx(ref.item(), rel=1e-5)
         for g, r in zip(grads, ref_grads):
-            assert torch.allclose(g, r, atol=1e-6), (g, r)
+            assert torch.allclose(torch.from_numpy(g), r, atol=1e-6), (g, r)

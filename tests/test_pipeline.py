@@ -60,3 +60,16 @@ def test_corrupt_clip_error_names_the_file(ray_session, tiny_config, tmp_path):
     with pytest.raises(Exception, match="broken.mp4"):
         list(eval_dataset(cfg, load_manifest(manifest), image_size=32).iter_batches(batch_size=3))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_random_masks_from_the_data_workers(ray_session, tiny_config):
+    from raytrain.config import apply_overrides
+    from raytrain.train.loop import train_dtypes
+
+    cfg = apply_overrides(tiny_config, ["method.name=mascot", "mask.strategy=random",
+                                        "mask.high_ratio=0.25", "mask.low_ratio=0.5"])
+    rows = load_manifest(cfg.data.manifest, split="train")
+    batch = next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1).iter_torch_batches(
+        batch_size=8, dtypes=train_dtypes(cfg))))
+    assert batch["mask_high"].shape == (8, 3, 16) and batch["mask_high"].dtype == torch.bool
+    assert (batch["mask_high"].sum(-1) == 4).all() and (batch["mask_low"].sum(-1) == 8).all()

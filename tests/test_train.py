@@ -38,7 +38,7 @@ def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config):
     final = load_training_state(find_checkpoint(second.checkpoint_path))
     assert final["step"] == 6 and final["extra"]["start_step"] == 4
     assert final["scheduler"]["last_epoch"] == 6  # the LR schedule continued, not restarted
-    assert not torch.equal(final["model"]["clip.visual.proj"], state["model"]["clip.visual.proj"])
+    assert not torch.equal(final["model"]["model.clip.visual.proj"], state["model"]["model.clip.visual.proj"])
     run = Path(second.run_dir)
     assert set(_event_scalars(run, "train/loss")) == set(range(1, 7))  # one loss per step, no repeats
     metrics = json.loads((run / "metrics.json").read_text())
@@ -84,3 +84,19 @@ def test_training_beats_the_untrained_model_on_held_out_split(ray_session, tmp_p
     # 40 unseen-combination test clips, ~150 captions: chance is R@5 = 12.5 %, mean rank 20.5.
     assert trained["t2v_MnR"] < 0.8 * untrained["t2v_MnR"], (trained, untrained)
     assert trained["t2v_R5"] > untrained["t2v_R5"] + 10, (trained, untrained)
+
+
+@pytest.mark.parametrize("strategy", ["attention", "random"])
+def test_mascot_fit_and_resume(ray_session, tiny_config, strategy):
+    cfg = apply_overrides(tiny_config, ["method.name=mascot", f"mask.strategy={strategy}",
+                                        "method.mascot.decoder_heads=4", "method.mascot.lambda_tp=0.1",
+                                        f"run.name=mascot-{strategy}"])
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    assert load_training_state(find_checkpoint(first.checkpoint_path))["step"] == 2
+    second = fit(apply_overrides(cfg, ["train.max_steps=4"]))
+    final = load_training_state(find_checkpoint(second.checkpoint_path))
+    assert final["step"] == 4 and final["extra"]["start_step"] == 2
+    assert any(k.startswith("decoder.") for k in final["model"])  # the ISC decoder is checkpointed
+    tags = _event_tags(Path(second.run_dir))
+    assert {"train/loss_mv", "train/loss_rec", "train/loss_co", "train/loss_tp"} <= tags
+    assert "t2v_R1" in second.metrics

@@ -13,6 +13,8 @@ import numpy as np
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow
 from raytrain.data.plan import build_plan
+from raytrain.methods.objective import needs_random_masks
+from raytrain.model.clip_video import model_num_patches
 
 
 class DecodeClips:
@@ -23,10 +25,13 @@ class DecodeClips:
     segment centres and no text (every caption is queried separately).
     """
 
-    def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int):
+    def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int,
+                 mask_patches: int = 0, high_ratio: float = 0.0, low_ratio: float = 0.0):
         from raytrain.data.decode import make_decoder
 
         self.decoder = make_decoder(decoder)
+        self.mask_patches = mask_patches  # > 0: also emit random high/low masks (T, N) per clip
+        self.ratios = (high_ratio, low_ratio)
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
@@ -48,9 +53,23 @@ class DecodeClips:
         out = {"frames": np.stack(clips)}
         if self.train:
             out["tokens"] = self.tokenizer([str(c) for c in batch["caption"]]).numpy().astype(np.int64)
+            if self.mask_patches:
+                out.update(self._random_masks(batch["sample_seed"]))
         else:
             out["video_index"] = np.asarray(batch["video_index"], dtype=np.int64)
         return out
+
+
+    def _random_masks(self, seeds: np.ndarray) -> dict[str, np.ndarray]:
+        from raytrain.methods.masks import random_mask
+
+        shape = (self.num_frames, self.mask_patches)
+        high, low = [], []
+        for seed in seeds:
+            rng = np.random.default_rng([int(seed), 0x3A5C])  # independent of the frame sampling stream
+            high.append(random_mask(shape, self.ratios[0], rng))
+            low.append(random_mask(shape, self.ratios[1], rng))
+        return {"mask_high": np.stack(high), "mask_low": np.stack(low)}
 
 
 def _decode(ds, cfg: Config, image_size: int, train: bool):
@@ -60,7 +79,9 @@ def _decode(ds, cfg: Config, image_size: int, train: bool):
         DecodeClips,
         fn_constructor_kwargs={
             "decoder": cfg.data.decoder, "num_frames": cfg.data.num_frames, "image_size": image_size,
-            "train": train, "arch": cfg.model.arch, "max_words": cfg.data.max_words},
+            "train": train, "arch": cfg.model.arch, "max_words": cfg.data.max_words,
+            "mask_patches": model_num_patches(cfg.model.arch) if train and needs_random_masks(cfg) else 0,
+            "high_ratio": cfg.mask.high_ratio, "low_ratio": cfg.mask.low_ratio},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),

@@ -44,6 +44,16 @@ def model_image_size(arch: str) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
+def model_num_patches(arch: str) -> int:
+    """Patches per frame of ``arch``'s ViT image tower, from its config (no weights built)."""
+    register_tiny_configs()
+    cfg = open_clip.get_model_config(arch) or {}
+    vision = cfg.get("vision_cfg", {})
+    if "patch_size" not in vision:
+        raise ValueError(f"config key 'model.arch': '{arch}' has no ViT image tower (no patch_size)")
+    return (model_image_size(arch) // int(vision["patch_size"])) ** 2
+
+
 def get_tokenizer(arch: str, max_words: int):
     register_tiny_configs()
     return open_clip.get_tokenizer(arch, context_length=max_words)
@@ -53,10 +63,30 @@ def get_tokenizer(arch: str, max_words: int):
 class VisualOutput:
     frame_embeds: torch.Tensor  # (n, D) projected CLS (pooled) embedding per image
     tokens: torch.Tensor | None  # (n, 1 + K, Dv) final-block tokens before ln_post (CLS first), ViT only
+    attention: torch.Tensor | None = None  # (n, K) last block's CLS→patch attention, head mean, detached
 
 
-def vit_forward(visual: VisionTransformer, images: torch.Tensor,
-                keep_index: torch.Tensor | None = None, return_tokens: bool = False) -> VisualOutput:
+def cls_attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The CLS→patch attention that ``block`` computes on its input ``x: (n, 1 + K, Dv)``, averaged
+    over heads: ``(n, K)``. open_clip's blocks do not return attention weights, so this recomputes
+    ``softmax(q_cls · K / √d)`` from the block's own projections (no grad)."""
+    attn = getattr(block, "attn", None)
+    if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim:
+        raise ValueError(f"attention-based masking needs open_clip's standard ViT blocks "
+                         f"(nn.MultiheadAttention); got {type(attn).__name__}")
+    with torch.no_grad():
+        h = block.ln_1(x)
+        width, heads = h.shape[-1], attn.num_heads
+        w_q, w_k, _ = attn.in_proj_weight.chunk(3)
+        b_q, b_k, _ = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
+        q = F.linear(h[:, 0], w_q, b_q).view(h.shape[0], heads, width // heads)
+        k = F.linear(h, w_k, b_k).view(h.shape[0], h.shape[1], heads, width // heads)
+        scores = torch.einsum("nhd,nlhd->nhl", q.float(), k.float()) / math.sqrt(width // heads)
+        return scores.softmax(dim=-1)[:, :, 1:].mean(dim=1)
+
+
+def vit_forward(visual: VisionTransformer, images: torch.Tensor, keep_index: torch.Tensor | None = None,
+                return_tokens: bool = False, return_attention: bool = False) -> VisualOutput:
     """Run an open_clip ViT on ``images: (n, 3, H, W)``, optionally keeping only some patches.
 
     ``keep_index: (n, K) long`` lists the patch positions (0..N-1) to keep; the others are dropped
@@ -73,11 +103,22 @@ def vit_forward(visual: VisionTransformer, images: torch.Tensor,
     x = torch.cat([cls, x], dim=1)
     x = visual.patch_dropout(x)
     x = visual.ln_pre(x)
-    x = visual.transformer(x)
+    attention = None
+    if return_attention:
+        transformer = visual.transformer
+        if not getattr(transformer, "batch_first", True):
+            raise ValueError("attention-based masking needs a batch-first open_clip transformer")
+        blocks = list(transformer.resblocks)
+        for block in blocks[:-1]:
+            x = block(x)
+        attention = cls_attention(blocks[-1], x)
+        x = blocks[-1](x)
+    else:
+        x = visual.transformer(x)
     pooled, _ = visual._pool(x)
     if visual.proj is not None:
         pooled = pooled @ visual.proj
-    return VisualOutput(pooled, x if return_tokens else None)
+    return VisualOutput(pooled, x if return_tokens else None, attention)
 
 
 class MeanPool(nn.Module):
@@ -143,17 +184,37 @@ class VideoTextDualEncoder(nn.Module):
 
         ``keep_index: (B, T, K)`` keeps only those patches of each frame (ViT towers only).
         """
-        b, t = frames.shape[:2]
-        images = self.images_from_frames(frames)
+        out = self.encode_images(self.images_from_frames(frames), frames.shape[1], keep_index, return_tokens)
+        return out.frame_embeds, out.tokens
+
+    def encode_images(self, images: torch.Tensor, num_frames: int, keep_index: torch.Tensor | None = None,
+                      return_tokens: bool = False, return_attention: bool = False) -> VisualOutput:
+        """``images: (B*T, 3, H, W)`` normalised → VisualOutput reshaped to ``(B, T, ...)``."""
+        t = num_frames
+        b = images.shape[0] // t
         if self.is_vit:
             keep = keep_index.reshape(b * t, -1) if keep_index is not None else None
-            out = vit_forward(self.clip.visual, images, keep, return_tokens)
-            tokens = out.tokens.reshape(b, t, *out.tokens.shape[1:]) if out.tokens is not None else None
-            return out.frame_embeds.reshape(b, t, -1), tokens
-        if keep_index is not None or return_tokens:
-            raise ValueError(f"patch masking and patch tokens need a ViT image tower; "
+            out = vit_forward(self.clip.visual, images, keep, return_tokens, return_attention)
+            return VisualOutput(
+                out.frame_embeds.reshape(b, t, -1),
+                out.tokens.reshape(b, t, *out.tokens.shape[1:]) if out.tokens is not None else None,
+                out.attention.reshape(b, t, -1) if out.attention is not None else None)
+        if keep_index is not None or return_tokens or return_attention:
+            raise ValueError(f"patch masking, patch tokens and attention need a ViT image tower; "
                              f"{type(self.clip.visual).__name__} has none")
-        return self.clip.visual(images).reshape(b, t, -1), None
+        return VisualOutput(self.clip.visual(images).reshape(b, t, -1), None)
+
+    @property
+    def num_patches(self) -> int:
+        if not self.is_vit:
+            raise ValueError("only ViT image towers have patches")
+        return self.clip.visual.positional_embedding.shape[0] - 1
+
+    def patch_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """ViT patch tokens ``(..., Dv)`` → joint-space features ``(..., D)`` through ln_post and proj."""
+        visual = self.clip.visual
+        x = visual.ln_post(tokens)
+        return x @ visual.proj if visual.proj is not None else x
 
     def pool_frames(self, f: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` frame embeddings → normalised video embedding ``(B, D)``."""

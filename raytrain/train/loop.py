@@ -17,8 +17,8 @@ import torch.distributed as dist
 from raytrain.config import Config
 from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
-from raytrain.methods.losses import clip_loss
-from raytrain.model.clip_video import build_model, get_tokenizer
+from raytrain.methods.objective import build_objective, needs_random_masks
+from raytrain.model.clip_video import get_tokenizer
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
     load_training_state,
@@ -27,6 +27,13 @@ from raytrain.train.state import (
     seed_everything,
     set_rng_state,
 )
+
+def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
+    """Column dtypes of a train batch (Ray Data needs one for every column, and no others)."""
+    dtypes = {"frames": torch.uint8, "tokens": torch.int64}
+    if needs_random_masks(cfg):
+        dtypes.update(mask_high=torch.bool, mask_low=torch.bool)
+    return dtypes
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -56,9 +63,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     amp = autocast_dtype(cfg, device)
 
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model)
-    module = model  # unwrapped, for saving and evaluation
-    model = ray.train.torch.prepare_model(model)
+    module = build_objective(cfg)  # dual encoder + the method's modules; unwrapped, for saving
+    model = ray.train.torch.prepare_model(module)
     optimizer = build_optimizer(module, cfg.optim)
     steps_per_epoch, total_steps = plan_steps(loop_config["num_train_clips"], world, cfg.train.batch_size,
                                               cfg.train.epochs, cfg.train.max_steps)
@@ -102,17 +108,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     running: list[float] = []
     model.train()
     batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
-                                       dtypes={"frames": torch.uint8, "tokens": torch.int64})
+                                       dtypes=train_dtypes(cfg))
     for i, batch in enumerate(batches):
         if i < skip:
             continue
         if step >= end_step:
             break
-        frames = batch["frames"].to(device, non_blocking=True)
-        tokens = batch["tokens"].to(device, non_blocking=True)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
-            out = model(frames, tokens)
-            loss = clip_loss(out["text"].float(), out["video"].float(), out["logit_scale"].float())
+            loss, logs = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -124,8 +128,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if writer is not None and step % cfg.train.log_every == 0:
             writer.add_scalar("train/loss", float(np.mean(running[-cfg.train.log_every:])), step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
-            writer.add_scalar("train/logit_scale", float(out["logit_scale"]), step)
             writer.add_scalar("train/epoch", step / steps_per_epoch, step)
+            for key, value in logs.items():
+                writer.add_scalar(f"train/{key}", float(value), step)
         if step % cfg.train.checkpoint_every == 0 and step < end_step:
             _report(cfg, module, optimizer, scheduler, step, world, rank, _loss_metrics(running), start_step)
             running = []
@@ -136,7 +141,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # checkpoint's metrics), so evaluation comes before it.
     final: dict[str, Any] = _loss_metrics(running)
     if cfg.train.eval_at_end:
-        final.update(_evaluate_at_end(cfg, module, device, amp, rank, loop_config))
+        final.update(_evaluate_at_end(cfg, module.model, device, amp, rank, loop_config))
     if writer is not None:
         for key, value in final.items():
             if key.startswith(("t2v_", "v2t_")):

@@ -1,0 +1,265 @@
+"""MASCOT, part by part, without Ray."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from raytrain.config import Config, MascotSection, MaskSection, apply_overrides
+from raytrain.methods.mascot import (
+    Mascot,
+    co_learning_loss,
+    isc_weights,
+    reconstruction_loss,
+    text_aware_attention,
+    text_patch_alignment,
+)
+from raytrain.methods.masks import informed_masks, mask_count, random_mask, visible_index
+from raytrain.methods.objective import build_objective
+from raytrain.model.clip_video import build_model, get_tokenizer
+
+# ---------------------------------------------------------------- masks
+
+
+def test_informed_masks_pick_exact_top_and_bottom_shares():
+    torch.manual_seed(0)
+    attn = torch.rand(3, 4, 49).softmax(-1)
+    high, low = informed_masks(attn, 0.3, 0.2)
+    k_high, k_low = mask_count(49, 0.3), mask_count(49, 0.2)
+    assert (k_high, k_low) == (15, 10)
+    assert (high.sum(-1) == k_high).all() and (low.sum(-1) == k_low).all()
+    # Every high-masked patch outranks every unmasked one; every low-masked one is below them.
+    for b in range(3):
+        for t in range(4):
+            a, h, lo = attn[b, t], high[b, t], low[b, t]
+            assert a[h].min() >= a[~h].max()
+            assert a[lo].max() <= a[~lo].min()
+    assert not (high & low).any()
+
+
+def test_informed_masks_deterministic_under_ties():
+    attn = torch.tensor([[0.2, 0.5, 0.5, 0.5, 0.1, 0.1]])
+    high, low = informed_masks(attn, 0.34, 0.34)  # 3 of 6 (ceil of 2.04)
+    assert high.tolist() == [[False, True, True, True, False, False]]
+    attn = torch.tensor([[0.5, 0.5, 0.5, 0.5]])  # all tied: lowest positions rank first
+    high, low = informed_masks(attn, 0.5, 0.25)
+    assert high.tolist() == [[True, True, False, False]]
+    assert low.tolist() == [[False, False, False, True]]
+    again = informed_masks(attn, 0.5, 0.25)
+    assert torch.equal(again[0], high) and torch.equal(again[1], low)
+
+
+def test_random_mask_counts_and_seed():
+    import numpy as np
+
+    m = random_mask((4, 49), 0.3, np.random.default_rng(1))
+    assert (m.sum(-1) == 15).all()
+    assert (m == random_mask((4, 49), 0.3, np.random.default_rng(1))).all()
+    assert not (m == random_mask((4, 49), 0.3, np.random.default_rng(2))).all()
+
+
+def test_visible_index_sorted_and_complementary():
+    mask = torch.tensor([[True, False, True, False, False]])
+    assert visible_index(mask).tolist() == [[1, 3, 4]]
+    with pytest.raises(ValueError):
+        visible_index(torch.tensor([[True, False], [False, False]]))
+
+
+# ---------------------------------------------------------------- masked encoding
+
+
+@pytest.fixture(scope="module")
+def micro():
+    torch.manual_seed(0)
+    return build_model(Config().model.__class__(arch="RT-Micro-ViT", temporal="meanP"))
+
+
+def test_dropped_token_encoding_equals_full_when_nothing_masked(micro):
+    frames = torch.randint(0, 256, (2, 3, 32, 32, 3), dtype=torch.uint8)
+    images = micro.images_from_frames(frames)
+    full = micro.encode_images(images, 3, return_attention=True)
+    nothing = torch.zeros(2, 3, micro.num_patches, dtype=torch.bool)
+    kept = micro.encode_images(images, 3, visible_index(nothing))
+    assert torch.allclose(full.frame_embeds, kept.frame_embeds, atol=1e-6)
+    assert torch.allclose(full.attention.sum(-1), torch.ones(2, 3), atol=0.5)  # CLS→patch share of the softmax
+    assert full.attention.shape == (2, 3, micro.num_patches)
+
+
+def test_masked_pass_really_drops_tokens(micro):
+    frames = torch.randint(0, 256, (2, 3, 32, 32, 3), dtype=torch.uint8)
+    images = micro.images_from_frames(frames)
+    high, _ = informed_masks(torch.rand(2, 3, micro.num_patches), 0.5, 0.5)
+    out = micro.encode_images(images, 3, visible_index(high), return_tokens=True)
+    assert out.tokens.shape[2] == 1 + micro.num_patches - mask_count(micro.num_patches, 0.5)
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_reconstruction_ignores_unmasked_and_low_informed_slots():
+    torch.manual_seed(0)
+    attn = torch.rand(2, 3, 16).softmax(-1)
+    high, low = informed_masks(attn, 0.25, 0.25)
+    pred = torch.randn(2, 3, 16, 8, requires_grad=True)
+    target = torch.randn(2, 3, 16, 8)
+    loss = reconstruction_loss(pred, target, isc_weights(attn, high))
+    loss.backward()
+    grad_norm = pred.grad.norm(dim=-1)
+    assert (grad_norm[~high] == 0).all()
+    assert (grad_norm[low] == 0).all()
+    assert (grad_norm[high] > 0).all()
+    # A perfect prediction at the high-informed slots gives zero loss, whatever the other slots hold.
+    perfect = torch.where(high.unsqueeze(-1), target, torch.randn_like(target))
+    assert reconstruction_loss(perfect, target, isc_weights(attn, high)).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_isc_weights_favour_attended_patches():
+    attn = torch.tensor([[[0.6, 0.3, 0.1, 0.0]]])
+    high = torch.tensor([[[True, True, False, False]]])
+    w = isc_weights(attn, high)
+    assert w.sum().item() == pytest.approx(1.0)
+    assert w[0, 0, 0].item() == pytest.approx(2 / 3) and w[0, 0, 2].item() == 0
+
+
+def test_co_learning_zero_for_identical_inputs_positive_otherwise():
+    torch.manual_seed(0)
+    s = torch.randn(6, 6)
+    assert co_learning_loss(s, s, s).item() == pytest.approx(0.0, abs=1e-6)
+    assert co_learning_loss(s, s + torch.randn(6, 6), s).item() > 0
+    # Stop-gradient: the full-view logits get no gradient from L_co.
+    full = s.clone().requires_grad_()
+    high = torch.randn(6, 6, requires_grad=True)
+    co_learning_loss(full, high, torch.randn(6, 6)).backward()
+    assert full.grad is None or (full.grad == 0).all()
+    assert high.grad.abs().sum() > 0
+
+
+def test_text_patch_alignment_prefers_matching_pairs():
+    words = torch.nn.functional.normalize(torch.randn(3, 5, 8), dim=-1)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    matched = text_patch_alignment(words.clone(), words, mask, torch.tensor(10.0))
+    shuffled = text_patch_alignment(words[[1, 2, 0]], words, mask, torch.tensor(10.0))
+    assert matched < shuffled
+
+
+def test_text_aware_attention_reweights_towards_caption():
+    attn = torch.full((1, 1, 2), 0.5)
+    text = torch.tensor([[1.0, 0.0]])
+    feats = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    out = text_aware_attention(attn, feats, text)
+    assert out[0, 0, 0] > out[0, 0, 1]
+
+
+# ---------------------------------------------------------------- the objective
+
+
+def _mascot_config(**over):
+    items = [f"method.mascot.{k}={v}" for k, v in over.items()]
+    return apply_overrides(Config(), ["model.arch=RT-Micro-ViT", "method.name=mascot",
+                                      "method.mascot.decoder_heads=4", *items])
+
+
+def _batch(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tok = get_tokenizer("RT-Micro-ViT", 16)
+    caps = ["a red circle moves left", "a blue square", "two green stars", "a yellow cross moves up"]
+    return {"frames": torch.randint(0, 256, (n, 3, 32, 32, 3), dtype=torch.uint8, generator=g),
+            "tokens": tok((caps * 4)[:n])}
+
+
+def test_mascot_losses_logged_and_finite():
+    torch.manual_seed(0)
+    objective = build_objective(_mascot_config(lambda_tp=0.1))
+    assert isinstance(objective, Mascot)
+    loss, logs = objective(_batch())
+    assert set(logs) >= {"loss_nce", "loss_mv", "loss_rec", "loss_co", "loss_tp"}
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert objective.decoder.mask_token.grad.abs().sum() > 0
+
+
+def test_mascot_with_every_part_off_equals_the_baseline():
+    torch.manual_seed(0)
+    off = build_objective(_mascot_config(masked_views=False, isc=False, co_learning=False))
+    torch.manual_seed(0)
+    base = build_objective(apply_overrides(Config(), ["model.arch=RT-Micro-ViT"]))
+    batch = _batch()
+    assert off(batch)[0].item() == pytest.approx(base(batch)[0].item(), rel=1e-6)
+
+
+def test_random_strategy_uses_the_batch_masks():
+    torch.manual_seed(0)
+    cfg = apply_overrides(_mascot_config(isc=False), ["mask.strategy=random"])
+    objective = build_objective(cfg)
+    batch = _batch()
+    n = objective.model.num_patches
+    with pytest.raises(KeyError):
+        objective(batch)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batch["mask_high"] = torch.from_numpy(np.stack([random_mask((3, n), 0.3, rng) for _ in range(4)]))
+    batch["mask_low"] = torch.from_numpy(np.stack([random_mask((3, n), 0.3, rng) for _ in range(4)]))
+    loss, logs = objective(batch)
+    assert torch.isfinite(loss) and "loss_mv" in logs
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grads(objective):
+    return {n: p.grad.clone() for n, p in objective.named_parameters() if p.grad is not None}
+
+
+def _worker(rank, world, port, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    objective = build_objective(_mascot_config())
+    batch = _batch()
+    per = len(batch["frames"]) // world
+    local = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
+    loss, _ = objective(local)
+    loss.backward()
+    grads = _grads(objective)
+    for g in grads.values():  # DDP's gradient averaging
+        dist.all_reduce(g)
+        g /= world
+    t = torch.tensor([loss.item()])
+    dist.all_reduce(t)
+    queue.put((rank, t.item() / world, {n: g.numpy() for n, g in grads.items()}))
+    dist.destroy_process_group()
+
+
+def test_mascot_on_two_workers_trains_the_single_worker_objective():
+    torch.manual_seed(0)
+    objective = build_objective(_mascot_config())
+    loss, _ = objective(_batch())
+    loss.backward()
+    ref = _grads(objective)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=180) for _ in range(2)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for _, mean_loss, grads in results:
+        assert mean_loss == pytest.approx(loss.item(), rel=1e-4)
+        assert grads.keys() == ref.keys()
+        for name, g in grads.items():
+            assert torch.allclose(torch.from_numpy(g), ref[name], atol=1e-5, rtol=1e-3), name
+
+
+def test_mascot_needs_a_vit():
+    with pytest.raises(ValueError, match="ViT"):
+        Mascot(build_model(Config().model.__class__(arch="RN50")), MascotSection(), MaskSection())

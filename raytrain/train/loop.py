@@ -28,6 +28,7 @@ from raytrain.train.state import (
     set_rng_state,
 )
 
+
 def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
     """Column dtypes of a train batch (Ray Data needs one for every column, and no others)."""
     dtypes = {"frames": torch.uint8, "tokens": torch.int64}

@@ -33,8 +33,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="docs/ablation.md")
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices (0-4)")
+    parser.add_argument("--results", default="bench/results/ablation_runs.json",
+                        help="every run's metrics, written as runs finish")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from --results")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.report_only:
+        from raytrain.config import load_config
+
+        write_report(args, load_config(args.config, args.overrides), json.loads(Path(args.results).read_text()))
+        return
 
     from raytrain.config import load_config
     from raytrain.data.synth import main_synth
@@ -57,15 +65,18 @@ def main() -> None:
             t0 = time.time()
             metrics = fit(cfg).metrics
             metrics["wall_s"] = time.time() - t0
+            metrics["seed"] = seed
             results.setdefault(name, []).append(metrics)
+            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.results).write_text(json.dumps(results, indent=1))
             print(f"[ablation] {name} seed {seed}: " + ", ".join(f"{k}={metrics[k]:.1f}" for k in KEYS), flush=True)
     write_report(args, base, results)
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], signed: bool = False) -> str:
     mean = statistics.mean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:+.1f} ± {std:.1f}" if signed else f"{mean:.1f} ± {std:.1f}"
 
 
 def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
@@ -88,8 +99,20 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
         cells = [_fmt([r[k] for r in runs]) for k in KEYS]
         wall = statistics.mean(r["wall_s"] for r in runs)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} | {wall:.0f} |")
+    baseline = results.get(next(iter(VARIANTS)), [])
+    by_seed = {r["seed"]: r for r in baseline}
+    if by_seed:
+        lines += ["", "Paired by seed (same initial weights, data order and captions as the baseline run of that "
+                  "seed): change against the baseline, mean ± std over seeds.", "",
+                  "| variant | Δ t2v R@1 | Δ t2v R@5 | Δ t2v R@10 | Δ t2v MnR | Δ v2t R@1 |", "|---|---|---|---|---|---|"]
+        for name, runs in list(results.items())[1:]:
+            pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+            if pairs:
+                cells = [_fmt([r[k] - b[k] for r, b in pairs], signed=True) for k in KEYS]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Per run (JSON):", "", "```json",
-              json.dumps({k: [{m: round(r[m], 2) for m in KEYS} for r in v] for k, v in results.items()}, indent=1),
+              json.dumps({k: [{m: round(r[m], 2) for m in ["seed", *KEYS]} for r in v] for k, v in results.items()},
+                         indent=1),
               "```", ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))

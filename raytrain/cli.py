@@ -35,7 +35,7 @@ def _cmd_train(args) -> None:
 def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
     from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
-    from raytrain.methods.objective import build_objective
+    from raytrain.methods.objective import build_objective, retrieval_model
     from raytrain.ray_env import ensure_ray
     from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
@@ -44,7 +44,7 @@ def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) 
     state = load_training_state(ckpt)
     objective = build_objective(cfg)
     objective.load_state_dict(state["model"])
-    model = objective.model  # retrieval uses the plain dual encoder, whatever the method
+    model = retrieval_model(objective)  # the dual encoder, or the method's own similarity (DMAE)
     rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split)
     ensure_ray(cfg)
     metrics = evaluate_on_driver(cfg, model, rows)

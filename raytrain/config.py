@@ -76,9 +76,61 @@ class MascotSection:
 
 
 @dataclass(frozen=True)
+class MilesSection:
+    """MILES parts (methods.md §2): the training code is not released, so all values are our defaults."""
+    mask_ratio: float = 0.5  # share ρ of each frame's patches in the tube mask (shared by all frames)
+    block_min: int = 2  # side lengths (patches) of the random rectangles that build the tube mask
+    block_max: int = 4
+    momentum: float = 0.999  # EMA snapshot encoder: θ_ema ← m θ_ema + (1 − m) θ after each optimizer step
+    predictor: Literal["transformer", "linear"] = "transformer"  # linear: the cheaper ablation
+    predictor_layers: int = 2
+    predictor_heads: int = 12  # rounded down to a divisor of the ViT width
+    lambda_mvm: float = 1.0
+    contrastive_view: Literal["unmasked", "masked"] = "unmasked"  # Option B (ours) / Option A (paper figure)
+
+
+@dataclass(frozen=True)
+class NegNCESection:
+    """NegNCE (methods.md §3.2; official code ``dmae_utils.NegNCE``)."""
+    scale: float = 100.0  # fixed, not the learnable CLIP scale
+    c_pos: float = 1.0
+    c_neg: float = 0.5
+    margin: float = 0.0  # δ: a negative is hard if it beats its row's or column's positive minus δ
+
+
+@dataclass(frozen=True)
+class DmaeSection:
+    """DMAE token-wise similarity (methods.md §3.1; official code ``_get_wti_similarity``)."""
+    interaction: Literal["att_ti", "sentence", "words"] = "att_ti"  # att_ti: ½(sentence + word branch)
+    neighbour: bool = True  # W_VA frame-neighbour enhancement (code flag l3_with_nfc)
+    neighbour_weight: float = 0.5
+    text_block: int = 32  # texts x videos per block of the (texts, videos, words, frames) tensor
+    video_block: int = 256
+
+
+@dataclass(frozen=True)
+class TpmclSection:
+    """TPM-CL (methods.md §3.3; official code ``get_partial_similarity``), used by method 'dmae'."""
+    enabled: bool = True
+    threshold: float = 0.6  # τ (l3_cis_thresh): mask the top tokens whose cumulative weight is < τ
+    margin: float = 0.6  # μ (l3_margin_loss_thresh)
+    # The three partial margins (all on = code partial_type 4; 1+2 = partial_type 2; 3 = partial_type 3):
+    margin1: bool = True  # sim(t, F) > sim(t, F^p)
+    margin2: bool = True  # sim(t_g, F) > sim(t_g, F^p)
+    margin3: bool = True  # sim(t_g, F) > sim(t_g^p, F)
+    lambda_tpm: float = 1.0
+
+
+@dataclass(frozen=True)
 class MethodSection:
-    name: Literal["clip4clip", "mascot"] = "clip4clip"
+    name: Literal["clip4clip", "mascot", "miles", "dmae"] = "clip4clip"
+    # Loss on the main G×G similarity: auto = negnce for dmae, infonce for the others.
+    contrastive: Literal["auto", "infonce", "negnce"] = "auto"
     mascot: MascotSection = field(default_factory=MascotSection)
+    miles: MilesSection = field(default_factory=MilesSection)
+    negnce: NegNCESection = field(default_factory=NegNCESection)
+    dmae: DmaeSection = field(default_factory=DmaeSection)
+    tpmcl: TpmclSection = field(default_factory=TpmclSection)
 
 
 @dataclass(frozen=True)
@@ -167,6 +219,21 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("method.mascot.lambda_tp", lambda v: v >= 0, ">= 0"),
     ("method.mascot.decoder_layers", lambda v: v >= 1, ">= 1"),
     ("method.mascot.decoder_heads", lambda v: v >= 1, ">= 1"),
+    ("method.miles.mask_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("method.miles.block_min", lambda v: v >= 1, ">= 1"),
+    ("method.miles.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("method.miles.predictor_layers", lambda v: v >= 1, ">= 1"),
+    ("method.miles.predictor_heads", lambda v: v >= 1, ">= 1"),
+    ("method.miles.lambda_mvm", lambda v: v >= 0, ">= 0"),
+    ("method.negnce.scale", lambda v: v > 0, "> 0"),
+    ("method.negnce.c_pos", lambda v: v >= 0, ">= 0"),
+    ("method.negnce.c_neg", lambda v: v >= 0, ">= 0"),
+    ("method.dmae.neighbour_weight", lambda v: v >= 0, ">= 0"),
+    ("method.dmae.text_block", lambda v: v >= 1, ">= 1"),
+    ("method.dmae.video_block", lambda v: v >= 1, ">= 1"),
+    ("method.tpmcl.threshold", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("method.tpmcl.margin", lambda v: v >= 0, ">= 0"),
+    ("method.tpmcl.lambda_tpm", lambda v: v >= 0, ">= 0"),
     ("optim.lr", lambda v: v > 0, "> 0"),
     ("optim.tower_lr", lambda v: v >= 0, ">= 0"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
@@ -276,6 +343,10 @@ def _validate(cfg: Config, source: str) -> None:
         value = _get(cfg, key)
         if not ok(value):
             raise ConfigError(f"config key '{key}' must be {what} (got {value!r}) in {source}")
+    miles = cfg.method.miles
+    if miles.block_max < miles.block_min:
+        raise ConfigError(f"config key 'method.miles.block_max' must be >= method.miles.block_min "
+                          f"({miles.block_min}) (got {miles.block_max}) in {source}")
 
 
 def _dump_scalar(v: Any) -> str:

@@ -1,12 +1,8 @@
 """MASCOT, part by part, without Ray."""
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_check import assert_two_workers_match_single, micro_batch
 
 from raytrain.config import Config, MascotSection, MaskSection, apply_overrides
 from raytrain.methods.mascot import (
@@ -19,7 +15,7 @@ from raytrain.methods.mascot import (
 )
 from raytrain.methods.masks import informed_masks, mask_count, random_mask, visible_index
 from raytrain.methods.objective import build_objective
-from raytrain.model.clip_video import build_model, get_tokenizer
+from raytrain.model.clip_video import build_model
 
 # ---------------------------------------------------------------- masks
 
@@ -163,11 +159,7 @@ def _mascot_config(**over):
 
 
 def _batch(n=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tok = get_tokenizer("RT-Micro-ViT", 16)
-    caps = ["a red circle moves left", "a blue square", "two green stars", "a yellow cross moves up"]
-    return {"frames": torch.randint(0, 256, (n, 3, 32, 32, 3), dtype=torch.uint8, generator=g),
-            "tokens": tok((caps * 4)[:n])}
+    return micro_batch(n, seed)
 
 
 def test_mascot_losses_logged_and_finite():
@@ -207,57 +199,9 @@ def test_random_strategy_uses_the_batch_masks():
     assert torch.isfinite(loss) and "loss_mv" in logs
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _grads(objective):
-    return {n: p.grad.clone() for n, p in objective.named_parameters() if p.grad is not None}
-
-
-def _worker(rank, world, port, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    objective = build_objective(_mascot_config())
-    batch = _batch()
-    per = len(batch["frames"]) // world
-    local = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
-    loss, _ = objective(local)
-    loss.backward()
-    grads = _grads(objective)
-    for g in grads.values():  # DDP's gradient averaging
-        dist.all_reduce(g)
-        g /= world
-    t = torch.tensor([loss.item()])
-    dist.all_reduce(t)
-    queue.put((rank, t.item() / world, {n: g.numpy() for n, g in grads.items()}))
-    dist.destroy_process_group()
-
-
 def test_mascot_on_two_workers_trains_the_single_worker_objective():
-    torch.manual_seed(0)
-    objective = build_objective(_mascot_config())
-    loss, _ = objective(_batch())
-    loss.backward()
-    ref = _grads(objective)
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=180) for _ in range(2)]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    for _, mean_loss, grads in results:
-        assert mean_loss == pytest.approx(loss.item(), rel=1e-4)
-        assert grads.keys() == ref.keys()
-        for name, g in grads.items():
-            assert torch.allclose(torch.from_numpy(g), ref[name], atol=1e-5, rtol=1e-3), name
+    overrides = ["model.arch=RT-Micro-ViT", "method.name=mascot", "method.mascot.decoder_heads=4"]
+    assert_two_workers_match_single(overrides, {k: v.numpy() for k, v in _batch().items()})
 
 
 def test_mascot_needs_a_vit():

@@ -13,7 +13,7 @@ import numpy as np
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow
 from raytrain.data.plan import build_plan
-from raytrain.methods.objective import needs_random_masks
+from raytrain.methods.objective import random_mask_columns
 from raytrain.model.clip_video import model_num_patches
 
 
@@ -26,12 +26,14 @@ class DecodeClips:
     """
 
     def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int,
-                 mask_patches: int = 0, high_ratio: float = 0.0, low_ratio: float = 0.0):
+                 mask_patches: int = 0, high_ratio: float = 0.0, low_ratio: float = 0.0,
+                 tube_grid: int = 0, tube_ratio: float = 0.5, tube_block: tuple[int, int] = (2, 4)):
         from raytrain.data.decode import make_decoder
 
         self.decoder = make_decoder(decoder)
         self.mask_patches = mask_patches  # > 0: also emit random high/low masks (T, N) per clip
         self.ratios = (high_ratio, low_ratio)
+        self.tube = (tube_grid, tube_ratio, tuple(tube_block))  # tube_grid > 0: MILES's mask_tube (N,)
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
@@ -55,6 +57,8 @@ class DecodeClips:
             out["tokens"] = self.tokenizer([str(c) for c in batch["caption"]]).numpy().astype(np.int64)
             if self.mask_patches:
                 out.update(self._random_masks(batch["sample_seed"]))
+            if self.tube[0]:
+                out["mask_tube"] = self._tube_masks(batch["sample_seed"])
         else:
             out["video_index"] = np.asarray(batch["video_index"], dtype=np.int64)
         return out
@@ -71,17 +75,28 @@ class DecodeClips:
             low.append(random_mask(shape, self.ratios[1], rng))
         return {"mask_high": np.stack(high), "mask_low": np.stack(low)}
 
+    def _tube_masks(self, seeds: np.ndarray) -> np.ndarray:
+        from raytrain.methods.masks import tube_mask
+
+        grid, ratio, (block_min, block_max) = self.tube
+        return np.stack([tube_mask(grid, grid, ratio, np.random.default_rng([int(seed), 0x311E5]), block_min, block_max)
+                         for seed in seeds])  # (B, N), its own stream per row: reproducible
+
 
 def _decode(ds, cfg: Config, image_size: int, train: bool):
     import ray.data
 
+    masks = random_mask_columns(cfg) if train else ()
+    miles = cfg.method.miles
     return ds.map_batches(
         DecodeClips,
         fn_constructor_kwargs={
             "decoder": cfg.data.decoder, "num_frames": cfg.data.num_frames, "image_size": image_size,
             "train": train, "arch": cfg.model.arch, "max_words": cfg.data.max_words,
-            "mask_patches": model_num_patches(cfg.model.arch) if train and needs_random_masks(cfg) else 0,
-            "high_ratio": cfg.mask.high_ratio, "low_ratio": cfg.mask.low_ratio},
+            "mask_patches": model_num_patches(cfg.model.arch) if "mask_high" in masks else 0,
+            "high_ratio": cfg.mask.high_ratio, "low_ratio": cfg.mask.low_ratio,
+            "tube_grid": round(model_num_patches(cfg.model.arch) ** 0.5) if "mask_tube" in masks else 0,
+            "tube_ratio": miles.mask_ratio, "tube_block": (miles.block_min, miles.block_max)},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),

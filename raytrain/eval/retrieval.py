@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -20,30 +20,52 @@ def embed_texts(model, tokenizer, texts: list[str], batch_size: int, device) -> 
     return torch.cat(out)
 
 
+def _to_cpu(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in features.items()}
+
+
 @torch.no_grad()
-def embed_videos(model, batches: Iterable[Mapping[str, torch.Tensor]], num_videos: int, device,
-                 autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Batches with ``frames: (B, T, H, W, 3) uint8`` and ``video_index: (B,)`` → ``(num_videos, D)``.
+def embed_video_features(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+                         batches: Iterable[Mapping[str, torch.Tensor]], num_videos: int, device,
+                         autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Batches with ``frames: (B, T, H, W, 3) uint8`` and ``video_index: (B,)`` → every feature that
+    ``encode(frames)`` returns, ``(num_videos, ...)`` on the CPU, in video-index order.
 
     Every index in ``[0, num_videos)`` must arrive exactly once; a missing or repeated clip is an
     error rather than a silently wrong metric.
     """
-    emb = None
+    out: dict[str, torch.Tensor] | None = None
     seen = torch.zeros(num_videos, dtype=torch.long)
     for batch in batches:
         index = torch.as_tensor(batch["video_index"]).long().cpu()
         frames = torch.as_tensor(batch["frames"]).to(device)
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
-            v = model.encode_video(frames).float().cpu()
-        if emb is None:
-            emb = torch.zeros(num_videos, v.shape[1])
-        emb[index] = v
+            feats = _to_cpu(encode(frames))
+        if out is None:
+            out = {k: torch.zeros(num_videos, *v.shape[1:], dtype=v.dtype) for k, v in feats.items()}
+        for k, v in feats.items():
+            out[k][index] = v
         seen.index_add_(0, index, torch.ones_like(index))
-    if emb is None or (seen != 1).any():
-        bad = int((seen != 1).nonzero()[0]) if emb is not None else 0
+    if out is None or (seen != 1).any():
+        bad = int((seen != 1).nonzero()[0]) if out is not None else 0
         raise RuntimeError(f"evaluation received clip {bad} {int(seen[bad])} times (expected once each)")
-    return emb
+    return out
+
+
+def embed_videos(model, batches: Iterable[Mapping[str, torch.Tensor]], num_videos: int, device,
+                 autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Pooled normalised video embeddings ``(num_videos, D)`` (see ``embed_video_features``)."""
+    return embed_video_features(lambda frames: {"video": model.encode_video(frames)}, batches, num_videos,
+                                device, autocast_dtype)["video"]
+
+
+@torch.no_grad()
+def embed_text_features(model, tokenizer, texts: list[str], batch_size: int, device) -> dict[str, torch.Tensor]:
+    """``texts`` → the method's text features (``model.text_features``), concatenated on the CPU."""
+    parts = [_to_cpu(model.text_features(tokenizer(texts[i:i + batch_size]).to(device)))
+             for i in range(0, len(texts), batch_size)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor,
@@ -55,15 +77,27 @@ def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor,
 def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, num_videos: int,
                    tokenizer, device, text_batch_size: int = 256,
                    autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions."""
+    """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions.
+
+    A ``model`` with its own ``similarity`` (a method objective such as DMAE) is scored with it on the
+    features of its ``video_features`` / ``text_features``; any other uses the dot product of
+    ``encode_video`` and ``encode_text``.
+    """
     was_training = model.training
     model.eval()
     try:
-        video_emb = embed_videos(model, batches, num_videos, device, autocast_dtype)
-        text_emb = embed_texts(model, tokenizer, texts, text_batch_size, device)
+        if hasattr(model, "similarity"):
+            videos = embed_video_features(model.video_features, batches, num_videos, device, autocast_dtype)
+            text_feats = embed_text_features(model, tokenizer, texts, text_batch_size, device)
+            with torch.no_grad():
+                sim = model.similarity(text_feats, videos).float().numpy()
+            metrics = both_directions(sim, text_to_video)
+        else:
+            video_emb = embed_videos(model, batches, num_videos, device, autocast_dtype)
+            text_emb = embed_texts(model, tokenizer, texts, text_batch_size, device)
+            metrics = evaluate_embeddings(text_emb, video_emb, text_to_video)
     finally:
         model.train(was_training)
-    metrics = evaluate_embeddings(text_emb, video_emb, text_to_video)
     metrics["num_videos"] = float(num_videos)
     metrics["num_texts"] = float(len(texts))
     return metrics

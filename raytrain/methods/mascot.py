@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raytrain.config import MascotSection, MaskSection
+from raytrain.config import MascotSection, MaskSection, MethodSection
 from raytrain.methods.losses import gather_features, symmetric_infonce
 from raytrain.methods.masks import informed_masks, visible_index
 from raytrain.methods.objective import Clip4Clip
@@ -133,8 +133,9 @@ class CompletionDecoder(nn.Module):
 class Mascot(Clip4Clip):
     """``L = L_nce + λ_mv L_mv + λ_rec L_rec + λ_co L_co (+ λ_tp L_tp)``, each part switchable."""
 
-    def __init__(self, model: VideoTextDualEncoder, cfg: MascotSection, mask: MaskSection):
-        super().__init__(model)
+    def __init__(self, model: VideoTextDualEncoder, cfg: MascotSection, mask: MaskSection,
+                 method: MethodSection | None = None):
+        super().__init__(model, method)
         if not model.is_vit:
             raise ValueError("method 'mascot' needs a ViT image tower (model.arch)")
         self.cfg = cfg
@@ -143,6 +144,10 @@ class Mascot(Clip4Clip):
         if cfg.isc:
             self.decoder = CompletionDecoder(model.clip.visual.transformer.width, model.embed_dim,
                                              model.num_patches, cfg.decoder_layers, cfg.decoder_heads)
+
+    def uses_logit_scale(self) -> bool:
+        c = self.cfg
+        return super().uses_logit_scale() or c.masked_views or c.co_learning or (c.isc and c.lambda_tp > 0)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, model = self.cfg, self.model
@@ -160,8 +165,9 @@ class Mascot(Clip4Clip):
         words, text = model.encode_text_tokens(tokens)
         scale = model.logit_scale()
         text_all = gather_features(text.float())
-        logits = scale * text_all @ gather_features(video.float()).t()
-        loss_nce = symmetric_infonce(logits)
+        sim = text_all @ gather_features(video.float()).t()
+        logits = scale * sim
+        loss_nce = self.contrastive_loss(sim, scale)  # InfoNCE or NegNCE; the masked views use InfoNCE
         logs = {"loss_nce": loss_nce.detach(), "logit_scale": scale.detach()}
         if not use_high:
             return loss_nce, logs

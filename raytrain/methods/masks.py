@@ -65,3 +65,27 @@ def visible_index(mask: torch.Tensor) -> torch.Tensor:
 def masked_index(mask: torch.Tensor) -> torch.Tensor:
     """Sorted masked positions ``(..., K)`` (same count per row)."""
     return visible_index(~mask)
+
+
+def tube_mask(grid_h: int, grid_w: int, ratio: float, rng: np.random.Generator,
+              block_min: int = 2, block_max: int = 4) -> np.ndarray:
+    """MILES's spatial block mask ``(grid_h * grid_w,)`` bool, shared by every frame (a tube).
+
+    Random rectangles of ``block_min..block_max`` × ``block_min..block_max`` patches (clipped to the
+    grid) are added until exactly ⌈ρ·N⌉ patches are covered; the last rectangle contributes only
+    the new patches it needs, in raster order, so every clip masks the same count.
+    """
+    target = mask_count(grid_h * grid_w, ratio)
+    mask = np.zeros((grid_h, grid_w), dtype=bool)
+    covered = 0
+    while covered < target:
+        h = min(int(rng.integers(block_min, block_max + 1)), grid_h)
+        w = min(int(rng.integers(block_min, block_max + 1)), grid_w)
+        top = int(rng.integers(0, grid_h - h + 1))
+        left = int(rng.integers(0, grid_w - w + 1))
+        block = np.zeros_like(mask)
+        block[top:top + h, left:left + w] = True
+        new = np.flatnonzero(block & ~mask)[:target - covered]
+        mask.flat[new] = True
+        covered += len(new)
+    return mask.reshape(-1)

@@ -86,15 +86,20 @@ def cls_attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def vit_forward(visual: VisionTransformer, images: torch.Tensor, keep_index: torch.Tensor | None = None,
-                return_tokens: bool = False, return_attention: bool = False) -> VisualOutput:
+                return_tokens: bool = False, return_attention: bool = False,
+                replace: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> VisualOutput:
     """Run an open_clip ViT on ``images: (n, 3, H, W)``, optionally keeping only some patches.
 
     ``keep_index: (n, K) long`` lists the patch positions (0..N-1) to keep; the others are dropped
     from the sequence after patch and position embedding, so a masked pass costs ~K/N of a full
-    pass. With ``keep_index=None`` this computes exactly ``visual(images)``.
+    pass. ``replace: (n, N) bool`` instead swaps those patch embeddings for ``mask_token: (width,)``
+    before the position embedding is added (MILES: the slots stay, so they can be predicted).
+    With neither, this computes exactly ``visual(images)``.
     """
     x = visual.conv1(images)  # (n, width, gh, gw)
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # (n, N, width)
+    if replace is not None:
+        x = torch.where(replace.unsqueeze(-1), mask_token.to(x.dtype), x)
     pos = visual.positional_embedding.to(x.dtype)
     x = x + pos[1:]
     if keep_index is not None:
@@ -119,6 +124,12 @@ def vit_forward(visual: VisionTransformer, images: torch.Tensor, keep_index: tor
     if visual.proj is not None:
         pooled = pooled @ visual.proj
     return VisualOutput(pooled, x if return_tokens else None, attention)
+
+
+def vit_patch_features(visual: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """``visual``'s patch tokens ``(..., Dv)`` → joint-space features ``(..., D)`` (ln_post, proj)."""
+    x = visual.ln_post(tokens)
+    return x @ visual.proj if visual.proj is not None else x
 
 
 class MeanPool(nn.Module):
@@ -188,18 +199,23 @@ class VideoTextDualEncoder(nn.Module):
         return out.frame_embeds, out.tokens
 
     def encode_images(self, images: torch.Tensor, num_frames: int, keep_index: torch.Tensor | None = None,
-                      return_tokens: bool = False, return_attention: bool = False) -> VisualOutput:
-        """``images: (B*T, 3, H, W)`` normalised → VisualOutput reshaped to ``(B, T, ...)``."""
+                      return_tokens: bool = False, return_attention: bool = False,
+                      replace: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> VisualOutput:
+        """``images: (B*T, 3, H, W)`` normalised → VisualOutput reshaped to ``(B, T, ...)``.
+
+        ``keep_index: (B, T, K)`` drops the other patches; ``replace: (B, T, N) bool`` swaps patch
+        embeddings for ``mask_token`` (see ``vit_forward``)."""
         t = num_frames
         b = images.shape[0] // t
         if self.is_vit:
             keep = keep_index.reshape(b * t, -1) if keep_index is not None else None
-            out = vit_forward(self.clip.visual, images, keep, return_tokens, return_attention)
+            swap = replace.reshape(b * t, -1) if replace is not None else None
+            out = vit_forward(self.clip.visual, images, keep, return_tokens, return_attention, swap, mask_token)
             return VisualOutput(
                 out.frame_embeds.reshape(b, t, -1),
                 out.tokens.reshape(b, t, *out.tokens.shape[1:]) if out.tokens is not None else None,
                 out.attention.reshape(b, t, -1) if out.attention is not None else None)
-        if keep_index is not None or return_tokens or return_attention:
+        if keep_index is not None or replace is not None or return_tokens or return_attention:
             raise ValueError(f"patch masking, patch tokens and attention need a ViT image tower; "
                              f"{type(self.clip.visual).__name__} has none")
         return VisualOutput(self.clip.visual(images).reshape(b, t, -1), None)
@@ -212,14 +228,16 @@ class VideoTextDualEncoder(nn.Module):
 
     def patch_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """ViT patch tokens ``(..., Dv)`` → joint-space features ``(..., D)`` through ln_post and proj."""
-        visual = self.clip.visual
-        x = visual.ln_post(tokens)
-        return x @ visual.proj if visual.proj is not None else x
+        return vit_patch_features(self.clip.visual, tokens)
+
+    def frame_features(self, f: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` frame embeddings → normalised per-frame features after the temporal module
+        (what ``pool_frames`` averages; token-wise similarities use them unpooled)."""
+        return F.normalize(self.temporal(f), dim=-1)
 
     def pool_frames(self, f: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` frame embeddings → normalised video embedding ``(B, D)``."""
-        f = F.normalize(self.temporal(f), dim=-1)
-        return F.normalize(f.mean(dim=1), dim=-1)
+        return F.normalize(self.frame_features(f).mean(dim=1), dim=-1)
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         return self.pool_frames(self.encode_frames(frames)[0])

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from raytrain.config import Config
 from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
-from raytrain.methods.objective import build_objective, needs_random_masks
+from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -32,8 +32,7 @@ from raytrain.train.state import (
 def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
     """Column dtypes of a train batch (Ray Data needs one for every column, and no others)."""
     dtypes = {"frames": torch.uint8, "tokens": torch.int64}
-    if needs_random_masks(cfg):
-        dtypes.update(mask_high=torch.bool, mask_low=torch.bool)
+    dtypes.update({column: torch.bool for column in random_mask_columns(cfg)})
     return dtypes
 
 
@@ -66,6 +65,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     module = build_objective(cfg)  # dual encoder + the method's modules; unwrapped, for saving
     model = ray.train.torch.prepare_model(module)
+    after_step = getattr(module, "after_optimizer_step", None)  # e.g. MILES's EMA snapshot update
     optimizer = build_optimizer(module, cfg.optim)
     steps_per_epoch, total_steps = plan_steps(loop_config["num_train_clips"], world, cfg.train.batch_size,
                                               cfg.train.epochs, cfg.train.max_steps)
@@ -123,6 +123,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
+        if after_step is not None:  # every rank, after each real optimizer step
+            after_step()
         scheduler.step()
         step += 1
         running.append(float(loss.detach()))
@@ -142,7 +144,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # checkpoint's metrics), so evaluation comes before it.
     final: dict[str, Any] = _loss_metrics(running)
     if cfg.train.eval_at_end:
-        final.update(_evaluate_at_end(cfg, module.model, device, amp, rank, loop_config))
+        final.update(_evaluate_at_end(cfg, retrieval_model(module), device, amp, rank, loop_config))
     if writer is not None:
         for key, value in final.items():
             if key.startswith(("t2v_", "v2t_")):

@@ -73,3 +73,25 @@ def test_random_masks_from_the_data_workers(ray_session, tiny_config):
         batch_size=8, dtypes=train_dtypes(cfg))))
     assert batch["mask_high"].shape == (8, 3, 16) and batch["mask_high"].dtype == torch.bool
     assert (batch["mask_high"].sum(-1) == 4).all() and (batch["mask_low"].sum(-1) == 8).all()
+
+
+def test_tube_masks_from_the_data_workers_reproduce(ray_session, tiny_config):
+    from raytrain.config import apply_overrides
+    from raytrain.train.loop import train_dtypes
+
+    cfg = apply_overrides(tiny_config, ["method.name=miles", "method.miles.mask_ratio=0.5"])
+    assert set(train_dtypes(cfg)) == {"frames", "tokens", "mask_tube"}
+    rows = load_manifest(cfg.data.manifest, split="train")
+
+    def first_batch():
+        return next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1).iter_torch_batches(
+            batch_size=8, dtypes=train_dtypes(cfg))))
+
+    batch = first_batch()
+    assert batch["mask_tube"].shape == (8, 16) and batch["mask_tube"].dtype == torch.bool
+    assert (batch["mask_tube"].sum(-1) == 8).all()
+    def by_clip(b):  # rows keyed by their content, whatever order the actors return them in
+        return {(tuple(t.tolist()), int(f.long().sum())): m.tolist()
+                for t, f, m in zip(b["tokens"], b["frames"], b["mask_tube"])}
+
+    assert by_clip(first_batch()) == by_clip(batch)  # seeded from each row's sample_seed

@@ -100,3 +100,35 @@ def test_mascot_fit_and_resume(ray_session, tiny_config, strategy):
     tags = _event_tags(Path(second.run_dir))
     assert {"train/loss_mv", "train/loss_rec", "train/loss_co", "train/loss_tp"} <= tags
     assert "t2v_R1" in second.metrics
+
+
+def test_miles_fit_and_resume(ray_session, tiny_config):
+    cfg = apply_overrides(tiny_config, ["method.name=miles", "method.miles.momentum=0.5", "run.name=miles"])
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    state = load_training_state(find_checkpoint(first.checkpoint_path))
+    assert state["step"] == 2
+    ema, online = state["model"]["ema_visual.proj"], state["model"]["model.clip.visual.proj"]
+    assert not torch.equal(ema, online)  # the snapshot lags the online tower (momentum 0.5, 2 steps)
+    second = fit(apply_overrides(cfg, ["train.max_steps=4"]))
+    final = load_training_state(find_checkpoint(second.checkpoint_path))
+    assert final["step"] == 4 and final["extra"]["start_step"] == 2
+    assert not torch.equal(final["model"]["ema_visual.proj"], ema)  # restored, then updated twice more
+    assert {"train/loss_nce", "train/loss_mvm"} <= _event_tags(Path(second.run_dir))
+    assert "t2v_R1" in second.metrics
+
+
+def test_dmae_fit_and_resume_evaluates_with_its_similarity(ray_session, tiny_config):
+    from raytrain.cli import evaluate_checkpoint
+
+    cfg = apply_overrides(tiny_config, ["method.name=dmae", "run.name=dmae"])
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    assert load_training_state(find_checkpoint(first.checkpoint_path))["step"] == 2
+    second = fit(apply_overrides(cfg, ["train.max_steps=4"]))
+    final = load_training_state(find_checkpoint(second.checkpoint_path))
+    assert final["step"] == 4 and final["extra"]["start_step"] == 2
+    assert any(k.startswith("word_weights.") for k in final["model"])
+    assert {"train/loss_nce", "train/loss_tpm", "train/tpm_words_masked"} <= _event_tags(Path(second.run_dir))
+    # `raytrain eval` on the checkpoint scores with the DMAE similarity and reproduces the in-run metrics.
+    again = evaluate_checkpoint(second.checkpoint_path, [], str(Path(second.run_dir) / "re-eval.json"))["metrics"]
+    for key in ("t2v_R1", "t2v_MnR", "v2t_R5"):
+        assert again[key] == pytest.approx(second.metrics[key], abs=1e-6), key

@@ -1,10 +1,13 @@
-"""MASCOT ablation on SynthVTT: baseline → +random masking → +attention masking → +ISC → +co-learning.
+"""Method comparisons on SynthVTT through Ray Train, same budget for every variant, several seeds.
 
-Every variant trains with the same budget (steps, batch, frames, schedule) from the same config, for
-several seeds, through Ray Train; the table (mean ± std of text→video metrics) goes to
-``docs/ablation.md``. Finished runs are resumed, not retrained, so the script can be re-run.
+``--suite ablation`` (default): MASCOT's ablation, baseline → +random masking → +attention masking →
++ISC → +co-learning, written to ``docs/ablation.md``. ``--suite methods``: baseline, MILES,
+DMAE+TPM-CL and MASCOT, written to ``docs/methods_synthvtt.md``. Every variant trains with the same
+steps, batch, frames and schedule from one config; tables give mean ± std of the metrics and the
+change against the baseline paired by seed. Finished runs are resumed (evaluated again), not
+retrained, so the script can be re-run; text after a "## Reading it" heading in the report is kept.
 
-    .venv/bin/python bench/ablation.py --seeds 0 1 2 [--config configs/ablation.yaml] [key=value ...]
+    .venv/bin/python bench/ablation.py --suite ablation --seeds 0 1 2 [--config configs/ablation.yaml] [key=value ...]
 """
 
 from __future__ import annotations
@@ -15,29 +18,41 @@ import statistics
 import time
 from pathlib import Path
 
-VARIANTS = {
-    "baseline (CLIP4Clip)": ["method.name=clip4clip"],
-    "+ random masking": ["method.name=mascot", "mask.strategy=random", "method.mascot.isc=false",
-                         "method.mascot.co_learning=false"],
-    "+ attention masking": ["method.name=mascot", "mask.strategy=attention", "method.mascot.isc=false",
-                            "method.mascot.co_learning=false"],
-    "+ ISC": ["method.name=mascot", "mask.strategy=attention", "method.mascot.co_learning=false"],
-    "+ co-learning (MASCOT)": ["method.name=mascot", "mask.strategy=attention"],
+# variant name -> (run key, config overrides). Run keys are stable so suites share finished runs.
+SUITES = {
+    "ablation": {
+        "baseline (CLIP4Clip)": ("0-baseline", ["method.name=clip4clip"]),
+        "+ random masking": ("1-random", ["method.name=mascot", "mask.strategy=random", "method.mascot.isc=false",
+                                          "method.mascot.co_learning=false"]),
+        "+ attention masking": ("2-attention", ["method.name=mascot", "mask.strategy=attention",
+                                                "method.mascot.isc=false", "method.mascot.co_learning=false"]),
+        "+ ISC": ("3-isc", ["method.name=mascot", "mask.strategy=attention", "method.mascot.co_learning=false"]),
+        "+ co-learning (MASCOT)": ("4-co-learning", ["method.name=mascot", "mask.strategy=attention"]),
+    },
+    "methods": {
+        "baseline (CLIP4Clip)": ("0-baseline", ["method.name=clip4clip"]),
+        "MILES": ("miles", ["method.name=miles"]),
+        "DMAE + NegNCE + TPM-CL": ("dmae-tpmcl", ["method.name=dmae"]),
+        "MASCOT": ("4-co-learning", ["method.name=mascot", "mask.strategy=attention"]),
+    },
 }
+OUTPUTS = {"ablation": ("docs/ablation.md", "bench/results/ablation_runs.json", "MASCOT ablation on SynthVTT"),
+           "methods": ("docs/methods_synthvtt.md", "bench/results/methods_runs.json",
+                       "Methods compared on SynthVTT")}
 KEYS = ["t2v_R1", "t2v_R5", "t2v_R10", "t2v_MnR", "v2t_R1"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="ablation")
     parser.add_argument("--config", default="configs/ablation.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default="docs/ablation.md")
-    parser.add_argument("--variants", nargs="*", default=None, help="subset of variant indices (0-4)")
-    parser.add_argument("--results", default="bench/results/ablation_runs.json",
-                        help="every run's metrics, written as runs finish")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the report from --results")
+    parser.add_argument("--variants", nargs="*", default=None, help="subset of the suite's variant indices")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved results")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    args.out, args.results, args.title = OUTPUTS[args.suite]
+    variants = SUITES[args.suite]
     if args.report_only:
         from raytrain.config import load_config
 
@@ -54,14 +69,14 @@ def main() -> None:
     if not manifest.is_file():
         main_synth(str(manifest.parent), base.data.synth_num_videos, base.data.synth_seed, 0.2)
     ensure_ray(base)
-    names = list(VARIANTS)
+    names = list(variants)
     chosen = [names[int(i)] for i in args.variants] if args.variants else names
     results: dict[str, list[dict]] = {}
     for name in chosen:
+        key, overrides = variants[name]
         for seed in args.seeds:
-            slug = name.strip("+ ").split(" ")[0].lower()
-            run = f"{base.run.name}-{names.index(name)}-{slug}-seed{seed}"
-            cfg = load_config(args.config, [*args.overrides, *VARIANTS[name], f"train.seed={seed}", f"run.name={run}"])
+            run = f"{base.run.name}-{key}-seed{seed}"
+            cfg = load_config(args.config, [*args.overrides, *overrides, f"train.seed={seed}", f"run.name={run}"])
             t0 = time.time()
             metrics = fit(cfg).metrics
             metrics["wall_s"] = time.time() - t0
@@ -81,9 +96,10 @@ def _fmt(values: list[float], signed: bool = False) -> str:
 
 def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
     lines = [
-        "# MASCOT ablation on SynthVTT",
+        f"# {args.title}",
         "",
-        f"Generated by `bench/ablation.py --config {args.config} --seeds {' '.join(map(str, args.seeds))}"
+        f"Generated by `bench/ablation.py --suite {args.suite} --config {args.config} "
+        f"--seeds {' '.join(map(str, args.seeds))}"
         + (f" {' '.join(args.overrides)}" if args.overrides else "") + "`.",
         "",
         (f"Setup: `{cfg.model.arch}` ({cfg.model.temporal}) trained from scratch, {cfg.data.num_frames} frames, "
@@ -99,7 +115,7 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
         cells = [_fmt([r[k] for r in runs]) for k in KEYS]
         wall = statistics.mean(r["wall_s"] for r in runs)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} | {wall:.0f} |")
-    baseline = results.get(next(iter(VARIANTS)), [])
+    baseline = results.get(next(iter(SUITES[args.suite])), [])
     by_seed = {r["seed"]: r for r in baseline}
     if by_seed:
         lines += ["", ("Paired by seed (same initial weights, data order and captions as the baseline run of that "
@@ -114,8 +130,12 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
               json.dumps({k: [{m: round(r[m], 2) for m in ["seed", *KEYS]} for r in v] for k, v in results.items()},
                          indent=1),
               "```", ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out)
+    kept = ""
+    if out.is_file() and "\n## Reading it" in out.read_text():
+        kept = "\n## Reading it" + out.read_text().split("\n## Reading it", 1)[1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + kept)
     print("\n".join(lines))
 
 

@@ -62,11 +62,6 @@ def visible_index(mask: torch.Tensor) -> torch.Tensor:
     return torch.sort(key, dim=-1).indices[..., : int(counts.flatten()[0]) if counts.numel() else n]
 
 
-def masked_index(mask: torch.Tensor) -> torch.Tensor:
-    """Sorted masked positions ``(..., K)`` (same count per row)."""
-    return visible_index(~mask)
-
-
 def tube_mask(grid_h: int, grid_w: int, ratio: float, rng: np.random.Generator,
               block_min: int = 2, block_max: int = 4) -> np.ndarray:
     """MILES's spatial block mask ``(grid_h * grid_w,)`` bool, shared by every frame (a tube).

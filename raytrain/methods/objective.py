@@ -99,11 +99,6 @@ def random_mask_columns(cfg: Config) -> tuple[str, ...]:
     return ()
 
 
-def needs_random_masks(cfg: Config) -> bool:
-    """Whether the data workers must build random masks for this config."""
-    return bool(random_mask_columns(cfg))
-
-
 def retrieval_model(objective: nn.Module) -> nn.Module:
     """What evaluation embeds and scores with: the objective itself if it defines its own
     ``similarity`` (DMAE), else the plain dual encoder ``objective.model`` (dot product)."""

@@ -108,13 +108,12 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
         f"({cfg.data.synth_num_videos} clips, test split of unseen attribute combinations, every caption a query)."),
         "Same steps, batch and schedule for every variant; mean ± std over seeds (train.seed).",
         "",
-        "| variant | t2v R@1 | t2v R@5 | t2v R@10 | t2v MnR | v2t R@1 | runs | train time / run (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | t2v R@1 | t2v R@5 | t2v R@10 | t2v MnR | v2t R@1 | runs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
         cells = [_fmt([r[k] for r in runs]) for k in KEYS]
-        wall = statistics.mean(r["wall_s"] for r in runs)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} | {wall:.0f} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
     baseline = results.get(next(iter(SUITES[args.suite])), [])
     by_seed = {r["seed"]: r for r in baseline}
     if by_seed:

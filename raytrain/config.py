@@ -41,6 +41,13 @@ class DataSection:
     decode_batch_size: int = 8  # clips per map_batches call
     synth_num_videos: int = 0  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
     synth_seed: int = 0
+    # A clip that cannot be decoded: "error" stops the run naming the file and the decoder's message;
+    # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
+    on_bad_video: Literal["error", "skip"] = "error"
+    decode_timeout_s: float = 60.0  # a decode that takes longer is a bad video; 0 = no limit
+    # True: every rank streams its own slice of each planned step in plan order (one decode pool per
+    # rank), so batches and a resumed run are reproducible; False: Ray Data's dynamic streaming split.
+    per_rank_plan: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,15 @@ class TrainSection:
     seed: int = 0
     eval_at_end: bool = True
     max_failures: int = 0
+    keep_best_by: str = ""  # "" keeps the latest train.keep_checkpoints; else a reported metric, e.g. "loss"
+    keep_best_order: Literal["min", "max"] = "min"
+    on_nan: Literal["skip", "stop"] = "stop"  # a non-finite loss or gradient: skip the update, or stop
+    # Fault injection for tests and bench/faults.py (0 = off). Kill/crash faults fire once per run
+    # folder (a marker file), so the restarted worker group goes on.
+    fault_kill_at_step: int = 0  # the worker of rank fault_kill_rank exits hard before this step
+    fault_kill_rank: int = 1
+    fault_checkpoint_crash_at_step: int = 0  # rank 0 dies halfway through writing this step's checkpoint
+    fault_nan_at_step: int = 0  # the loss of this step (1-based) is NaN on every rank
 
 
 @dataclass(frozen=True)
@@ -253,6 +269,11 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
     ("train.log_every", lambda v: v >= 1, ">= 1"),
     ("train.max_failures", lambda v: v >= -1, ">= -1 (-1 retries forever)"),
+    ("data.decode_timeout_s", lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    ("train.fault_kill_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("train.fault_kill_rank", lambda v: v >= 0, ">= 0"),
+    ("train.fault_checkpoint_crash_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("train.fault_nan_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("eval.batch_size", lambda v: v >= 1, ">= 1"),
     ("eval.text_batch_size", lambda v: v >= 1, ">= 1"),
 ]
@@ -343,6 +364,9 @@ def _validate(cfg: Config, source: str) -> None:
         value = _get(cfg, key)
         if not ok(value):
             raise ConfigError(f"config key '{key}' must be {what} (got {value!r}) in {source}")
+    if cfg.train.fault_kill_at_step and cfg.train.fault_kill_rank >= cfg.train.num_workers:
+        raise ConfigError(f"config key 'train.fault_kill_rank' must be < train.num_workers "
+                          f"({cfg.train.num_workers}) (got {cfg.train.fault_kill_rank}) in {source}")
     miles = cfg.method.miles
     if miles.block_max < miles.block_min:
         raise ConfigError(f"config key 'method.miles.block_max' must be >= method.miles.block_min "

@@ -27,10 +27,16 @@ class DecodeClips:
 
     def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int,
                  mask_patches: int = 0, high_ratio: float = 0.0, low_ratio: float = 0.0,
-                 tube_grid: int = 0, tube_ratio: float = 0.5, tube_block: tuple[int, int] = (2, 4)):
+                 tube_grid: int = 0, tube_ratio: float = 0.5, tube_block: tuple[int, int] = (2, 4),
+                 on_bad_video: str = "error", timeout_s: float = 0.0, substitutes: list[dict] | None = None):
         from raytrain.data.decode import make_decoder
 
         self.decoder = make_decoder(decoder)
+        self.on_bad_video = on_bad_video
+        self.timeout_s = timeout_s
+        self.substitutes = substitutes or []  # train split rows (path, start_s, end_s, captions)
+        self.known_bad: set[str] = set()  # files that failed once are not decoded again
+        self._pool = None
         self.mask_patches = mask_patches  # > 0: also emit random high/low masks (T, N) per clip
         self.ratios = (high_ratio, low_ratio)
         self.tube = (tube_grid, tube_ratio, tuple(tube_block))  # tube_grid > 0: MILES's mask_tube (N,)
@@ -44,17 +50,36 @@ class DecodeClips:
             self.tokenizer = get_tokenizer(arch, max_words)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        clips = []
+        clips, captions, bad = [], [], []
         for i, path in enumerate(batch["path"]):
             start, end = batch["start_s"][i], batch["end_s"][i]
-            rng = np.random.default_rng(int(batch["sample_seed"][i])) if self.train else None
-            clips.append(self.decoder.decode(
-                str(path), num_frames=self.num_frames, size=self.image_size, train=self.train, rng=rng,
-                start_s=None if start is None or np.isnan(start) else float(start),
-                end_s=None if end is None or np.isnan(end) else float(end)))
+            seed = int(batch["sample_seed"][i]) if self.train else 0
+            try:
+                clips.append(self._decode(str(path), start, end, seed))
+                bad.append(-1)
+                if self.train:
+                    captions.append(str(batch["caption"][i]))
+            except Exception as exc:  # VideoDecodeError, or a decoder bug: either way the file is bad
+                from raytrain.data.decode import VideoDecodeError
+
+                if self.on_bad_video != "skip":
+                    if isinstance(exc, VideoDecodeError):
+                        raise
+                    raise VideoDecodeError(str(path), self.decoder.name, f"{type(exc).__name__}: {exc}") from exc
+                print(f"[raytrain] skipping bad video: {exc}", flush=True)
+                self.known_bad.add(str(path))
+                if self.train:  # a good clip of the train split takes its place: batches stay full
+                    frames, caption = self._substitute(str(path), seed)
+                    clips.append(frames)
+                    captions.append(caption)
+                    bad.append(int(batch["clip"][i]) if "clip" in batch else 0)
+                else:  # eval keeps every clip (the similarity matrix is fixed): a blank video
+                    clips.append(np.zeros((self.num_frames, self.image_size, self.image_size, 3), np.uint8))
         out = {"frames": np.stack(clips)}
         if self.train:
-            out["tokens"] = self.tokenizer([str(c) for c in batch["caption"]]).numpy().astype(np.int64)
+            out["tokens"] = self.tokenizer(captions).numpy().astype(np.int64)
+            if self.on_bad_video == "skip":
+                out["bad_clip"] = np.asarray(bad, dtype=np.int64)  # plan clip index replaced, or -1
             if self.mask_patches:
                 out.update(self._random_masks(batch["sample_seed"]))
             if self.tube[0]:
@@ -63,6 +88,49 @@ class DecodeClips:
             out["video_index"] = np.asarray(batch["video_index"], dtype=np.int64)
         return out
 
+    def _decode(self, path: str, start, end, seed: int) -> np.ndarray:
+        from raytrain.data.decode import VideoDecodeError
+
+        if path in self.known_bad:
+            raise VideoDecodeError(path, self.decoder.name, "failed earlier in this run")
+        rng = np.random.default_rng(seed) if self.train else None
+        kwargs = {"num_frames": self.num_frames, "size": self.image_size, "train": self.train, "rng": rng,
+                  "start_s": None if start is None or np.isnan(start) else float(start),
+                  "end_s": None if end is None or np.isnan(end) else float(end)}
+        if not self.timeout_s:
+            return self.decoder.decode(path, **kwargs)
+        import concurrent.futures as cf
+
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        future = self._pool.submit(self.decoder.decode, path, **kwargs)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except cf.TimeoutError:
+            # A hung native decoder cannot be interrupted: abandon its thread, start a fresh one.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise VideoDecodeError(path, self.decoder.name,
+                                   f"timed out after {self.timeout_s:g} s (data.decode_timeout_s)") from None
+
+    def _substitute(self, bad_path: str, seed: int, tries: int = 16) -> tuple[np.ndarray, str]:
+        """A deterministic stand-in for a bad train clip: the first good one of a seeded draw."""
+        from raytrain.data.decode import VideoDecodeError
+
+        rng = np.random.default_rng([seed, 0xBAD])
+        order = rng.permutation(len(self.substitutes))[:tries] if self.substitutes else []
+        for j in order:
+            row = self.substitutes[int(j)]
+            if row["path"] in self.known_bad:
+                continue
+            try:
+                frames = self._decode(row["path"], row["start_s"], row["end_s"], int(rng.integers(2**62)))
+            except Exception:  # noqa: BLE001 - any failure makes the stand-in unusable; try the next
+                self.known_bad.add(row["path"])
+                continue
+            return frames, row["captions"][int(rng.integers(len(row["captions"])))]
+        raise VideoDecodeError(bad_path, self.decoder.name,
+                               f"bad, and no good substitute among {len(order)} train clips tried")
 
     def _random_masks(self, seeds: np.ndarray) -> dict[str, np.ndarray]:
         from raytrain.methods.masks import random_mask
@@ -83,7 +151,7 @@ class DecodeClips:
                          for seed in seeds])  # (B, N), its own stream per row: reproducible
 
 
-def _decode(ds, cfg: Config, image_size: int, train: bool):
+def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] | None = None):
     import ray.data
 
     masks = random_mask_columns(cfg) if train else ()
@@ -96,12 +164,20 @@ def _decode(ds, cfg: Config, image_size: int, train: bool):
             "mask_patches": model_num_patches(cfg.model.arch) if "mask_high" in masks else 0,
             "high_ratio": cfg.mask.high_ratio, "low_ratio": cfg.mask.low_ratio,
             "tube_grid": round(model_num_patches(cfg.model.arch) ** 0.5) if "mask_tube" in masks else 0,
-            "tube_ratio": miles.mask_ratio, "tube_block": (miles.block_min, miles.block_max)},
+            "tube_ratio": miles.mask_ratio, "tube_block": (miles.block_min, miles.block_max),
+            "on_bad_video": cfg.data.on_bad_video, "timeout_s": cfg.data.decode_timeout_s,
+            "substitutes": substitute_rows(rows) if train and cfg.data.on_bad_video == "skip" else None},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
         num_cpus=cfg.data.decode_cpus,
     )
+
+
+def substitute_rows(rows: list[ClipRow] | None) -> list[dict]:
+    nan = float("nan")
+    return [{"path": r.path, "start_s": nan if r.start_s is None else r.start_s,
+             "end_s": nan if r.end_s is None else r.end_s, "captions": list(r.captions)} for r in rows or []]
 
 
 def _blocks(num_rows: int, rows_per_block: int) -> int:
@@ -115,7 +191,30 @@ def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step:
     global_batch = cfg.train.batch_size * cfg.train.num_workers
     plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step)
     ds = ray.data.from_arrow(plan).repartition(_blocks(plan.num_rows, cfg.data.decode_batch_size))
-    return _decode(ds, cfg, image_size, train=True)
+    return _decode(ds, cfg, image_size, train=True, rows=rows)
+
+
+def rank_dataset_name(rank: int) -> str:
+    return f"train_rank{rank}"
+
+
+def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int,
+                            end_step: int) -> dict:
+    """``data.per_rank_plan``: one dataset per rank holding that rank's ``batch_size`` rows of every
+    planned step, in plan order. Read unsplit with ``preserve_order``, each rank's batches are then a
+    pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
+    import ray.data
+
+    per_rank = cfg.train.batch_size
+    world = cfg.train.num_workers
+    plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step)
+    position = np.arange(plan.num_rows) % (per_rank * world)
+    out = {}
+    for rank in range(world):
+        part = plan.take(np.flatnonzero(position // per_rank == rank))
+        ds = ray.data.from_arrow(part).repartition(_blocks(part.num_rows, cfg.data.decode_batch_size))
+        out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows)
+    return out
 
 
 def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):

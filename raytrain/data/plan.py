@@ -37,7 +37,7 @@ def epoch_order(num_clips: int, seed: int, epoch: int) -> np.ndarray:
 def build_plan(rows: list[ClipRow], global_batch: int, seed: int, start_step: int, end_step: int) -> pa.Table:
     """Rows for steps ``[start_step, end_step)``, ``global_batch`` per step, in step order.
 
-    Columns: ``step``, ``path``, ``start_s``, ``end_s``, ``caption`` (one of the clip's captions,
+    Columns: ``step``, ``clip`` (the row's index in ``rows``), ``path``, ``start_s``, ``end_s``, ``caption`` (one of the clip's captions,
     drawn per epoch), ``sample_seed`` (seeds the clip's frame offsets for that epoch).
     """
     steps_per_epoch = len(rows) // global_batch
@@ -45,7 +45,7 @@ def build_plan(rows: list[ClipRow], global_batch: int, seed: int, start_step: in
         raise ValueError(f"{len(rows)} clips are fewer than one global batch of {global_batch}")
     if not 0 <= start_step <= end_step:
         raise ValueError(f"bad step range [{start_step}, {end_step})")
-    cols: dict[str, list] = {k: [] for k in ("step", "path", "start_s", "end_s", "caption", "sample_seed")}
+    cols: dict[str, list] = {k: [] for k in ("step", "clip", "path", "start_s", "end_s", "caption", "sample_seed")}
     for epoch in range(start_step // steps_per_epoch, -(-end_step // steps_per_epoch)):
         order = epoch_order(len(rows), seed, epoch)
         caption_rng = np.random.default_rng([seed, epoch, 0xCA9])
@@ -57,13 +57,14 @@ def build_plan(rows: list[ClipRow], global_batch: int, seed: int, start_step: in
             for i in order[offset:offset + global_batch]:
                 row = rows[i]
                 cols["step"].append(step)
+                cols["clip"].append(int(i))
                 cols["path"].append(row.path)
                 cols["start_s"].append(row.start_s)
                 cols["end_s"].append(row.end_s)
                 cols["caption"].append(row.captions[int(choice[i] * len(row.captions))])
                 cols["sample_seed"].append(_mix(seed, epoch, int(i)))
     return pa.table({
-        "step": pa.array(cols["step"], pa.int64()), "path": pa.array(cols["path"], pa.string()),
+        "step": pa.array(cols["step"], pa.int64()), "clip": pa.array(cols["clip"], pa.int64()), "path": pa.array(cols["path"], pa.string()),
         "start_s": pa.array(cols["start_s"], pa.float64()), "end_s": pa.array(cols["end_s"], pa.float64()),
         "caption": pa.array(cols["caption"], pa.string()),
         "sample_seed": pa.array(cols["sample_seed"], pa.int64()),

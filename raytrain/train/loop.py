@@ -19,6 +19,7 @@ from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
+from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
     load_training_state,
@@ -33,6 +34,8 @@ def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
     """Column dtypes of a train batch (Ray Data needs one for every column, and no others)."""
     dtypes = {"frames": torch.uint8, "tokens": torch.int64}
     dtypes.update({column: torch.bool for column in random_mask_columns(cfg)})
+    if cfg.data.on_bad_video == "skip":
+        dtypes["bad_clip"] = torch.int64  # the plan clip a substitute replaced, or -1
     return dtypes
 
 
@@ -42,14 +45,23 @@ def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def _all_rng_states(world_size: int) -> list[dict[str, Any]]:
+def _all_rng_states(world_size: int, extra: Any = None) -> list[Any]:
+    """Every rank's RNG state (with ``extra`` given: ``(rng state, extra)`` pairs)."""
+    mine = rng_state() if extra is None else (rng_state(), extra)
     states = [None] * world_size
     if world_size > 1:
-        dist.all_gather_object(states, rng_state())
+        dist.all_gather_object(states, mine)
     else:
-        states[0] = rng_state()
+        states[0] = mine
     return states
 
+
+def _any_rank(flag: bool, world_size: int) -> bool:
+    if world_size > 1 and dist.is_initialized():
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+    return flag
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
@@ -72,14 +84,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     scheduler = build_scheduler(optimizer, total_steps, cfg.optim)
 
     step = 0
+    counters = faults.new_counters()  # bad videos and skipped non-finite steps, kept in checkpoints
+    run_dir = faults.local_run_dir(cfg.run.storage_path, cfg.run.name)
+    train_paths = loop_config.get("train_paths", [])
     checkpoint = ray.train.get_checkpoint()
+    state = None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_training_state(directory)
+    # A worker lost right after a report can take that report with it before Ray's controller
+    # registers it, although the checkpoint is already complete in storage: resume from the newest
+    # complete checkpoint of the run folder when it is later than Ray's.
+    local = _newest_local_checkpoint(run_dir)
+    if local is not None and local[0] > (int(state["step"]) if state is not None else 0):
+        state = load_training_state(local[1])
+    if state is not None:
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        counters.update(state.get("extra", {}).get("faults", {}))
         rngs = state.get("rng") or []
         if len(rngs) == world:
             set_rng_state(rngs[rank])
@@ -96,6 +120,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         writer.add_text("config", "```\n" + str(cfg.to_dict()) + "\n```", step)
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
+        faults.log_event(run_dir, start_step=step)
 
     end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
     start_step = step
@@ -105,8 +130,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if skip < 0:
         raise RuntimeError(f"checkpoint step {step} is before the data plan's first step "
                            f"{loop_config['plan_start_step']}")
-    shard = ray.train.get_dataset_shard("train")
+    shard = ray.train.get_dataset_shard(f"train_rank{rank}" if cfg.data.per_rank_plan else "train")
     running: list[float] = []
+    new_bad: list[int] = []  # plan clips replaced since the last report (this rank)
     model.train()
     batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
                                        dtypes=train_dtypes(cfg))
@@ -115,19 +141,32 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             continue
         if step >= end_step:
             break
+        bad_clips = batch.pop("bad_clip", None)
+        if bad_clips is not None:
+            new_bad.extend(int(c) for c in bad_clips[bad_clips >= 0])
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
             loss, logs = model(batch)
+        if cfg.train.fault_nan_at_step == step + 1:  # fault injection: this step's loss is NaN
+            loss = loss * float("nan")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        if after_step is not None:  # every rank, after each real optimizer step
-            after_step()
-        scheduler.step()
+        loss.backward()  # every rank, even for a NaN: DDP's gradient all-reduce must stay matched
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+        if _any_rank(not (torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)), world):
+            optimizer.zero_grad(set_to_none=True)
+            _non_finite(cfg, step + 1, rank, run_dir, counters, writer)
+        else:
+            optimizer.step()
+            if after_step is not None:  # every rank, after each real optimizer step
+                after_step()
+            running.append(float(loss.detach()))
+        scheduler.step()  # a skipped update still uses up its planned step (data and LR schedule)
         step += 1
-        running.append(float(loss.detach()))
+        if (cfg.train.fault_kill_at_step == step and rank == cfg.train.fault_kill_rank
+                and faults.fire_once(run_dir, "kill", step)):
+            print(f"[raytrain] fault injection: rank {rank} exits hard after step {step}", flush=True)
+            faults.die()
         if writer is not None and step % cfg.train.log_every == 0:
             writer.add_scalar("train/loss", float(np.mean(running[-cfg.train.log_every:])), step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
@@ -135,8 +174,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             for key, value in logs.items():
                 writer.add_scalar(f"train/{key}", float(value), step)
         if step % cfg.train.checkpoint_every == 0 and step < end_step:
-            _report(cfg, module, optimizer, scheduler, step, world, rank, _loss_metrics(running), start_step)
-            running = []
+            _report(cfg, module, optimizer, scheduler, step, world, rank, _loss_metrics(running), start_step,
+                    counters, new_bad, train_paths, run_dir, writer)
+            running, new_bad = [], []
     if step < end_step:
         raise RuntimeError(f"the data plan ran out at step {step} before step {end_step}")
 
@@ -150,27 +190,70 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if key.startswith(("t2v_", "v2t_")):
                 writer.add_scalar(f"eval/{key}", value, step)
         writer.close()
-    _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step)
+    _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step,
+            counters, new_bad, train_paths, run_dir, None)
+
+
+def _newest_local_checkpoint(run_dir) -> tuple[int, Path] | None:
+    from raytrain.train.state import find_checkpoint, latest_checkpoint_step
+
+    if run_dir is None or not Path(run_dir).is_dir():
+        return None
+    step = latest_checkpoint_step(run_dir)
+    return (step, find_checkpoint(run_dir)) if step > 0 else None
 
 
 def _loss_metrics(running: list[float]) -> dict[str, float]:
     return {"loss": float(np.mean(running))} if running else {}
 
 
+def _non_finite(cfg: Config, step: int, rank: int, run_dir, counters: dict, writer) -> None:
+    """A NaN/Inf loss or gradient (agreed by every rank): skip the update, or stop naming the step
+    and the last good checkpoint."""
+    if cfg.train.on_nan == "stop":
+        last = "none (the run has no checkpoint yet)"
+        if run_dir is not None:
+            from raytrain.train.state import find_checkpoint, load_training_state
+
+            try:
+                ckpt = find_checkpoint(run_dir)
+                last = f"step {load_training_state(ckpt)['step']} at {ckpt}"
+            except FileNotFoundError:
+                pass
+        raise faults.NonFiniteLossError(f"non-finite loss or gradient at step {step} (train.on_nan=stop); "
+                                        f"the last good checkpoint is {last}")
+    counters["nan_steps_skipped"] += 1
+    if rank == 0:
+        print(f"[raytrain] non-finite loss or gradient at step {step}: update skipped "
+              f"({counters['nan_steps_skipped']} so far)", flush=True)
+    if writer is not None:
+        writer.add_scalar("train/nan_steps_skipped", counters["nan_steps_skipped"], step)
+
+
 def _report(cfg: Config, module, optimizer, scheduler, step: int, world: int, rank: int,
-            metrics: dict[str, Any], start_step: int) -> None:
+            metrics: dict[str, Any], start_step: int, counters: dict | None = None,
+            new_bad: list[int] = (), train_paths: list[str] = (), run_dir=None, writer=None) -> None:
     """Checkpoint (rank 0 writes the files) and report; every rank calls ``report`` (it is a barrier)."""
     import ray.train
 
-    rngs = _all_rng_states(world)
-    metrics = {"step": step, **metrics}
+    gathered = _all_rng_states(world, list(new_bad))  # RNG states and the bad clips every rank met
+    rngs = [g[0] for g in gathered]
+    counters = counters if counters is not None else faults.new_counters()
+    faults.add_bad_clips(counters, [c for g in gathered for c in g[1]], list(train_paths))
+    metrics = {"step": step, **metrics, **faults.counter_metrics(counters)}
     if rank != 0:
         ray.train.report(metrics)
         return
+    if writer is not None and cfg.data.on_bad_video == "skip":
+        writer.add_scalar("data/bad_videos_skipped", counters["bad_videos_skipped"], step)
+    crash = (cfg.train.fault_checkpoint_crash_at_step == step
+             and faults.fire_once(run_dir, "checkpoint_crash", step))
     with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
         save_training_state(tmp, cfg, module, optimizer, scheduler, step, rngs,
-                            extra={"metrics": metrics, "start_step": start_step})
+                            extra={"metrics": metrics, "start_step": start_step, "faults": dict(counters)},
+                            after_state_file=faults.die if crash else None)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    faults.log_event(run_dir, checkpoint_step=step)
 
 
 def _evaluate_at_end(cfg: Config, module, device, amp, rank: int, loop_config: dict) -> dict[str, float]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from raytrain.config import Config, apply_overrides
 from raytrain.data.manifest import ClipRow, load_manifest
-from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
+from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset, train_datasets_per_rank
 from raytrain.data.plan import plan_steps
 from raytrain.model.clip_video import model_image_size
 from raytrain.train.loop import train_loop_per_worker
@@ -57,7 +57,23 @@ def validate_inputs(cfg: Config) -> TrainInputs:
     eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.train.eval_at_end else []
     plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size, cfg.train.epochs,
                cfg.train.max_steps)  # raises for a split smaller than one global batch
+    _validate_fault_keys(cfg)
     return TrainInputs(cfg, image_size, train_rows, eval_rows)
+
+
+_SCORE_METRICS = {"loss", "step", "t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR", "t2v_MnR",
+                  "v2t_R1", "v2t_R5", "v2t_R10", "v2t_MdR", "v2t_MnR"}
+
+
+def _validate_fault_keys(cfg: Config) -> None:
+    t = cfg.train
+    if t.keep_best_by and t.keep_best_by not in _SCORE_METRICS:
+        raise ValueError(f"config key 'train.keep_best_by': '{t.keep_best_by}' is not a reported metric; "
+                         f"choose one of {sorted(_SCORE_METRICS)} or '' (keep the latest)")
+    injected = [k for k in ("fault_kill_at_step", "fault_checkpoint_crash_at_step") if getattr(t, k)]
+    if injected and "://" in cfg.run.storage_path:
+        raise ValueError(f"config key 'train.{injected[0]}': fault injection needs a local run.storage_path "
+                         f"(its once-only marker lives in the run folder)")
 
 
 def build_trainer(cfg: Config):
@@ -73,12 +89,16 @@ def build_trainer(cfg: Config):
     end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
-    datasets = {"train": train_dataset(cfg, train_rows, image_size, start_step, end_step)}
+    if cfg.data.per_rank_plan:  # reproducible batches: each rank reads its own slice of the plan
+        datasets = train_datasets_per_rank(cfg, train_rows, image_size, start_step, end_step)
+    else:
+        datasets = {"train": train_dataset(cfg, train_rows, image_size, start_step, end_step)}
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
     loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows), "plan_start_step": start_step,
                    "num_eval_clips": len(eval_rows), "eval_texts": texts,
-                   "eval_text_to_video": owner.tolist()}
+                   "eval_text_to_video": owner.tolist(),
+                   "train_paths": [r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else []}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -87,11 +107,34 @@ def build_trainer(cfg: Config):
             resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=cfg.run.name, storage_path=cfg.run.storage_path,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            checkpoint_config=_checkpoint_config(cfg),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures)),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=_data_config(cfg, datasets),
     ), cfg
+
+
+def _checkpoint_config(cfg: Config):
+    """Keep the latest ``train.keep_checkpoints``, or (``train.keep_best_by``) the best that many by a
+    reported metric; Ray also always keeps the latest, which a restart resumes from."""
+    import ray.train
+
+    if not cfg.train.keep_best_by:
+        return ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints)
+    return ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints,
+                                      checkpoint_score_attribute=cfg.train.keep_best_by,
+                                      checkpoint_score_order=cfg.train.keep_best_order)
+
+
+def _data_config(cfg: Config, datasets: dict):
+    import ray.train
+
+    if not cfg.data.per_rank_plan:
+        return ray.train.DataConfig(datasets_to_split=["train"])
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return ray.train.DataConfig(datasets_to_split=[],
+                                execution_options={name: options for name in datasets if name.startswith("train")})
 
 
 def fit(cfg: Config) -> FitResult:

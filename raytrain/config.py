@@ -26,6 +26,9 @@ class ConfigError(ValueError):
 class RunSection:
     name: str = "run"
     storage_path: str = "runs"  # local folder, shared filesystem path, or pyarrow URI (s3://, gs://)
+    # Does every node see storage_path? auto: URIs and network mounts (NFS, ...) yes, other local paths
+    # no; a multi-node cluster refuses a path that is not shared (docs/cluster.md).
+    shared_storage: Literal["auto", True, False] = "auto"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class DataSection:
     decode_actors: int = 1
     decode_cpus: float = 0.5
     decode_batch_size: int = 8  # clips per map_batches call
+    # A custom Ray resource each decode actor requests (e.g. "decode", given only to CPU nodes) so the
+    # decode actors stay off the GPU nodes; "" = no custom resource.
+    decode_resource: str = ""
+    decode_resource_per_actor: float = 1.0
     synth_num_videos: int = 0  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
     synth_seed: int = 0
     # A clip that cannot be decoded: "error" stops the run naming the file and the decoder's message;
@@ -157,6 +164,8 @@ class TrainSection:
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # Ray placement group strategy of the Train workers (SPREAD: one worker per node where possible).
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     torch_threads: int = 1  # CPU threads per worker (avoid oversubscribing small machines)
     batch_size: int = 32  # per worker; the contrastive batch is batch_size * num_workers
     epochs: int = 5
@@ -224,6 +233,8 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.decode_actors", lambda v: v >= 1, ">= 1"),
     ("data.decode_cpus", lambda v: v > 0, "> 0"),
     ("data.decode_batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.decode_resource_per_actor", lambda v: v > 0, "> 0"),
+    ("run.shared_storage", lambda v: isinstance(v, bool) or v == "auto", "'auto', true or false"),
     ("data.synth_num_videos", lambda v: v >= 0, ">= 0"),
     ("model.temporal_layers", lambda v: v >= 1, ">= 1"),
     ("model.max_logit_scale", lambda v: v > 0, "> 0"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from raytrain.config import Config
@@ -21,6 +22,17 @@ def set_default_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def job_env_vars() -> dict[str, str]:
+    """The env vars of the submitted job's runtime env (empty outside ``ray job submit``)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return {}
+    try:
+        return dict((json.loads(raw).get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError):
+        return {}
+
+
 def ensure_ray(cfg: Config, quiet: bool = True) -> None:
     """Join ``ray.address`` / ``RAY_ADDRESS`` (e.g. inside ``ray job submit``) or start a local Ray."""
     set_default_env()
@@ -29,7 +41,10 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
     if ray.is_initialized():
         return
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    runtime_env = {"env_vars": {k: os.environ[k] for k in DEFAULT_ENV}}
+    # Inside `ray job submit` the job's runtime env (working_dir, env_vars) applies to every worker and
+    # Ray refuses a driver runtime env that sets the same env var again: only add the missing ones.
+    in_job = job_env_vars()
+    runtime_env = {"env_vars": {k: os.environ[k] for k in DEFAULT_ENV if k not in in_job}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:

@@ -171,7 +171,16 @@ def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] |
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
         num_cpus=cfg.data.decode_cpus,
+        **decode_remote_args(cfg),
     )
+
+
+def decode_remote_args(cfg: Config) -> dict:
+    """``data.decode_resource``: each decode actor also requests that custom resource, so Ray places
+    the actors only on the nodes that offer it (CPU decode nodes), keeping GPU nodes' CPUs for Train."""
+    if not cfg.data.decode_resource:
+        return {}
+    return {"resources": {cfg.data.decode_resource: cfg.data.decode_resource_per_actor}}
 
 
 def substitute_rows(rows: list[ClipRow] | None) -> list[dict]:

@@ -13,6 +13,7 @@ from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset, train_datasets_per_rank
 from raytrain.data.plan import plan_steps
 from raytrain.model.clip_video import model_image_size
+from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.loop import train_loop_per_worker
 from raytrain.train.state import latest_checkpoint_step
 
@@ -82,6 +83,7 @@ def build_trainer(cfg: Config):
     from ray.train.torch import TorchTrainer
 
     inputs = validate_inputs(cfg)
+    check_shared_storage(inputs.cfg)  # multi-node: run.storage_path must be seen by every node
     cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
     _, total_steps = plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size,
@@ -104,7 +106,8 @@ def build_trainer(cfg: Config):
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
-            resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+            placement_strategy=cfg.train.placement_strategy),
         run_config=ray.train.RunConfig(
             name=cfg.run.name, storage_path=cfg.run.storage_path,
             checkpoint_config=_checkpoint_config(cfg),
@@ -142,10 +145,12 @@ def fit(cfg: Config) -> FitResult:
     trainer, cfg = build_trainer(cfg)
     result = trainer.fit()
     metrics = dict(result.metrics or {})
-    out = run_dir(cfg)
-    if "://" not in cfg.run.storage_path:
-        out.mkdir(parents=True, exist_ok=True)
-        if any(k.startswith("t2v_") for k in metrics):
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs
+    if not is_uri(out):
+        os.makedirs(out, exist_ok=True)
+    if any(k.startswith("t2v_") for k in metrics):
+        write_text(join(out, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True))
     ckpt = result.checkpoint.path if result.checkpoint is not None else None
-    return FitResult(metrics, ckpt, str(out))
+    if ckpt is not None and is_uri(cfg.run.storage_path) and not is_uri(ckpt):
+        ckpt = f"{cfg.run.storage_path.split('://', 1)[0]}://{ckpt}"  # Ray gives the path inside the bucket
+    return FitResult(metrics, ckpt, out)

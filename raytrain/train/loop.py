@@ -19,7 +19,6 @@ from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
-from raytrain.storage import tensorboard_log
 from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -63,19 +62,6 @@ def _any_rank(flag: bool, world_size: int) -> bool:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
     return flag
-
-
-def _gather_node_ids(world_size: int) -> list[str]:
-    """The Ray node id of every rank, in rank order (placement check for multi-node runs)."""
-    import ray
-
-    mine = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
-    if world_size > 1 and dist.is_initialized():
-        ids = [None] * world_size
-        dist.all_gather_object(ids, mine)
-        return [str(i) for i in ids]
-    return [mine]
-
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
@@ -128,15 +114,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     writer = None
     if rank == 0:
-        writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(Path(cfg.run.storage_path) / cfg.run.name / "tensorboard"), purge_step=step)
         writer.add_text("config", "```\n" + str(cfg.to_dict()) + "\n```", step)
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
         faults.log_event(run_dir, start_step=step)
-    nodes = _gather_node_ids(world)  # every rank takes part (a collective)
-    if writer is not None:
-        print(f"[raytrain] worker nodes (rank: node id): {dict(enumerate(nodes))}", flush=True)
-        writer.add_text("worker_nodes", str(dict(enumerate(nodes))), step)
 
     end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
     start_step = step
@@ -152,7 +136,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model.train()
     batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
                                        dtypes=train_dtypes(cfg))
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(_name_bad_videos(batches)):
         if i < skip:
             continue
         if step >= end_step:
@@ -208,6 +192,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         writer.close()
     _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step,
             counters, new_bad, train_paths, run_dir, None)
+
+
+def _name_bad_videos(batches):
+    """Re-raise a decode failure from the Ray Data workers as a short error that starts with the file
+    and the decoder's message (Ray's error snippet for the driver cuts long tracebacks in the middle)."""
+    import re
+
+    try:
+        yield from batches
+    except Exception as exc:
+        text = "\n".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+        found = re.search(r"cannot decode '[^'\n]*' with \w+: [^\n]*", text)
+        if found is None:
+            raise
+        raise RuntimeError(f"{found.group(0)} (data.on_bad_video=error; 'skip' replaces bad clips)") from None
 
 
 def _newest_local_checkpoint(run_dir) -> tuple[int, Path] | None:

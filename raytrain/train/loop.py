@@ -19,6 +19,7 @@ from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
+from raytrain.storage import tensorboard_log
 from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -62,6 +63,19 @@ def _any_rank(flag: bool, world_size: int) -> bool:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
     return flag
+
+
+def _gather_node_ids(world_size: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (placement check for multi-node runs)."""
+    import ray
+
+    mine = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    if world_size > 1 and dist.is_initialized():
+        ids = [None] * world_size
+        dist.all_gather_object(ids, mine)
+        return [str(i) for i in ids]
+    return [mine]
+
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
@@ -114,13 +128,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     writer = None
     if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(Path(cfg.run.storage_path) / cfg.run.name / "tensorboard"), purge_step=step)
+        writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
         writer.add_text("config", "```\n" + str(cfg.to_dict()) + "\n```", step)
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
         faults.log_event(run_dir, start_step=step)
+    nodes = _gather_node_ids(world)  # every rank takes part (a collective)
+    if writer is not None:
+        print(f"[raytrain] worker nodes (rank: node id): {dict(enumerate(nodes))}", flush=True)
+        writer.add_text("worker_nodes", str(dict(enumerate(nodes))), step)
 
     end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
     start_step = step

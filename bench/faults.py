@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -62,7 +63,10 @@ def main() -> None:
         same = "-"
         if baseline is not None and r.model is not None and r.final_step == 4 and name != "none (baseline)":
             same = "yes" if all(torch.equal(baseline[k], r.model[k]) for k in baseline) else "no"
-        note = r.error.splitlines()[0][:90] if r.error else ", ".join(
+        found = re.search(DRILLS[name][1], r.error, re.DOTALL) if r.error and DRILLS[name][1] else None
+        if found:  # the message the run stopped with: the bad file / the NaN step and last checkpoint
+            found = re.search(r"cannot decode [^\n]*|non-finite loss or gradient at step \d[^\n]*", r.error)
+        note = (found.group(0)[:110] if found else r.error.splitlines()[0][:90]) if r.error else ", ".join(
             f"{k}={r.metrics[k]}" for k in ("bad_videos_skipped", "nan_steps_skipped") if r.metrics.get(k))
         rows.append((name, "yes" if r.injected else "no", "yes" if r.survived else "NO", str(r.steps_lost),
                      str(r.checkpoints_lost), str(r.final_step), same, f"{seconds:.0f}", note))

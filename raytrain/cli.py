@@ -83,6 +83,32 @@ def _cmd_eval(args) -> None:
     print(f"wrote {res['path']}")
 
 
+def _cmd_sweep(args) -> None:
+    from raytrain.ray_env import ensure_ray
+    from raytrain.tune.space import load_space
+    from raytrain.tune.sweep import resume_sweep, start_sweep
+
+    if args.resume:
+        if args.config or args.space or args.overrides:
+            raise ConfigError("sweep --resume DIR takes no --config, --space or overrides: the sweep "
+                              "continues with the config and space saved in DIR")
+        from raytrain.config import Config
+
+        ensure_ray(Config(), quiet=False)
+        result = resume_sweep(args.resume)
+    else:
+        if not args.space:
+            raise ConfigError("sweep needs --space search_spaces/<name>.yaml (or --resume DIR)")
+        cfg = load_config(args.config, args.overrides)
+        space = load_space(args.space, cfg)
+        ensure_ray(cfg, quiet=False)
+        result = start_sweep(cfg, space)
+    print(f"\nsweep folder: {result.sweep_dir} (TensorBoard: tensorboard --logdir {result.sweep_dir})")
+    print(result.table)
+    if result.best_config_path:
+        print(f"best config: {result.best_config_path} (raytrain train --config {result.best_config_path})")
+
+
 def _cmd_prepare(args) -> None:
     from raytrain.data.annotations import prepare
 
@@ -169,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.epochs=2")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("sweep", help="Ray Tune sweep over a search space, one Ray Train run per trial")
+    p.add_argument("--config", default=None, help="base YAML config (its sweep: section sets the search)")
+    p.add_argument("--space", default=None, help="search space YAML (search_spaces/*.yaml)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted sweep in DIR")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides of the base config")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split")
     p.add_argument("--checkpoint", required=True)

@@ -8,6 +8,7 @@ workers and into checkpoints as plain data.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -177,6 +178,9 @@ class TrainSection:
     log_every: int = 10
     seed: int = 0
     eval_at_end: bool = True
+    # > 0: also evaluate the eval split at every checkpoint whose step is a multiple of this (a sweep's
+    # early stopping on R@1 needs the metric during training); a multiple of train.checkpoint_every.
+    eval_every: int = 0
     max_failures: int = 0
     keep_best_by: str = ""  # "" keeps the latest train.keep_checkpoints; else a reported metric, e.g. "loss"
     keep_best_order: Literal["min", "max"] = "min"
@@ -196,6 +200,21 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class SweepSection:
+    """``raytrain sweep``: Ray Tune over a search space (search_spaces/*.yaml), one Ray Train run per trial."""
+    name: str = "sweep"  # the sweep folder: <run.storage_path>/<sweep.name>
+    metric: str = "t2v_R1"  # a reported metric: t2v_*/v2t_* (eval) or loss (training)
+    mode: Literal["max", "min"] = "max"
+    search: Literal["random", "grid"] = "random"  # random: sample ranges/choices; grid: enumerate
+    num_samples: int = 1  # random: samples (each crossed with the grid keys); grid: repeats of the grid
+    max_concurrent_trials: int = 0  # 0: as many as the cluster's CPUs/GPUs fit (trial = workers + decode)
+    scheduler: Literal["none", "asha"] = "none"
+    asha_grace_period: int = 0  # optimizer steps before ASHA may stop a trial; 0 = the first evaluation
+    asha_reduction_factor: float = 2.0
+    seed: int = 0  # the sampler's seed, so a random sweep draws the same trials again
+
+
+@dataclass(frozen=True)
 class RaySection:
     address: str | None = None  # None: connect to a running cluster if any, else start a local one
     num_cpus: int | None = None  # logical CPUs for a local Ray started by raytrain
@@ -212,6 +231,7 @@ class Config:
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    sweep: SweepSection = field(default_factory=SweepSection)
     ray: RaySection = field(default_factory=RaySection)
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,8 +242,12 @@ class Config:
         return _build(cls, data, prefix="", source=source)
 
     def replace(self, **overrides: Any) -> Config:
-        """Return a copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.lr": 1})``."""
-        return apply_overrides(self, [f"{k}={_dump_scalar(v)}" for k, v in overrides.items()])
+        """Return a copy with dotted-key values set (typed values, no YAML parsing), e.g.
+        ``cfg.replace(**{"optim.lr": 1e-3, "run.name": "24e38_00000"})``; checked like a file."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            _merge_override(data, key.split("."), value)
+        return Config.from_dict(data, source="values " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
 
 
 # Checks that run after types are right: (key, predicate, what it must be).
@@ -285,6 +309,11 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("train.fault_kill_rank", lambda v: v >= 0, ">= 0"),
     ("train.fault_checkpoint_crash_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("train.fault_nan_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("train.eval_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    ("sweep.num_samples", lambda v: v >= 1, ">= 1"),
+    ("sweep.max_concurrent_trials", lambda v: v >= 0, ">= 0 (0 = derived from the cluster)"),
+    ("sweep.asha_grace_period", lambda v: v >= 0, ">= 0 (0 = the first evaluation)"),
+    ("sweep.asha_reduction_factor", lambda v: v > 1, "> 1"),
     ("eval.batch_size", lambda v: v >= 1, ">= 1"),
     ("eval.text_batch_size", lambda v: v >= 1, ">= 1"),
 ]
@@ -378,6 +407,9 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.train.fault_kill_at_step and cfg.train.fault_kill_rank >= cfg.train.num_workers:
         raise ConfigError(f"config key 'train.fault_kill_rank' must be < train.num_workers "
                           f"({cfg.train.num_workers}) (got {cfg.train.fault_kill_rank}) in {source}")
+    if cfg.train.eval_every % cfg.train.checkpoint_every:
+        raise ConfigError(f"config key 'train.eval_every' must be a multiple of train.checkpoint_every "
+                          f"({cfg.train.checkpoint_every}) (got {cfg.train.eval_every}) in {source}")
     miles = cfg.method.miles
     if miles.block_max < miles.block_min:
         raise ConfigError(f"config key 'method.miles.block_max' must be >= method.miles.block_min "
@@ -386,6 +418,9 @@ def _validate(cfg: Config, source: str) -> None:
 
 def _dump_scalar(v: Any) -> str:
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # not "24e38_00000" (a name)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -401,11 +436,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
     # YAML reads 1e-4 as a string (no dot); accept plain numeric spellings as numbers.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            pass
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)
     return key.split("."), value
 
 

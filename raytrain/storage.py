@@ -64,6 +64,27 @@ def read_text(location: str) -> str:
         return f.read().decode()
 
 
+def exists(location: str) -> bool:
+    """Whether a local path or a URI names an existing file or folder."""
+    if not is_uri(location):
+        return os.path.exists(location)
+    import pyarrow.fs
+
+    fs, path = _filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def remove_file(location: str) -> None:
+    """Delete a file (local path or URI) if it exists."""
+    if not is_uri(location):
+        if os.path.exists(location):
+            os.remove(location)
+        return
+    if exists(location):
+        fs, path = _filesystem(location)
+        fs.delete_file(path)
+
+
 def upload_dir(local_dir: str, location: str) -> None:
     """Copy a local folder's files into ``location`` (a URI), keeping relative paths."""
     import pyarrow.fs

@@ -72,3 +72,11 @@ def test_shipped_configs_load():
 
     for path in sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_names_that_look_like_numbers_stay_names():
+    from raytrain.config import Config, apply_overrides
+
+    assert apply_overrides(Config(), ["run.name=24e38_00000"]).run.name == "24e38_00000"
+    assert apply_overrides(Config(), ["optim.lr=3e-4"]).optim.lr == 3e-4
+    assert Config().replace(**{"run.name": "1e5", "optim.lr": 2e-3}).run.name == "1e5"

@@ -19,7 +19,7 @@ from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
-from raytrain.storage import tensorboard_log
+from raytrain.storage import exists, tensorboard_log
 from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -126,6 +126,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     else:
         seed_everything(cfg.train.seed + rank)  # per-rank streams for anything random in the step
 
+    stop_file, stopped = loop_config.get("stop_file"), False  # a sweep trial: ends when this file appears
     writer = None
     if rank == 0:
         writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
@@ -133,6 +134,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
         faults.log_event(run_dir, start_step=step)
+    if stop_file and rank == 0:  # a sweep trial: the placement group its driver frees when it ends
+        _record_placement_group(str(Path(stop_file).with_name("train_placement_group")))
     nodes = _gather_node_ids(world)  # every rank takes part (a collective)
     if writer is not None:
         print(f"[raytrain] worker nodes (rank: node id): {dict(enumerate(nodes))}", flush=True)
@@ -190,9 +193,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             for key, value in logs.items():
                 writer.add_scalar(f"train/{key}", float(value), step)
         if step % cfg.train.checkpoint_every == 0 and step < end_step:
-            _report(cfg, module, optimizer, scheduler, step, world, rank, _loss_metrics(running), start_step,
+            metrics = _loss_metrics(running)
+            if cfg.train.eval_every and step % cfg.train.eval_every == 0:  # e.g. for a sweep's ASHA
+                metrics.update(_evaluate(cfg, retrieval_model(module), device, amp, rank, loop_config))
+                _log_eval(writer, metrics, step)
+            _report(cfg, module, optimizer, scheduler, step, world, rank, metrics, start_step,
                     counters, new_bad, train_paths, run_dir, writer)
             running, new_bad = [], []
+        if stop_file and _any_rank(rank == 0 and exists(stop_file), world):
+            stopped = True
+            break
+    if stopped:  # e.g. ASHA stopped this sweep trial: keep a checkpoint of the last step and end
+        if rank == 0:
+            print(f"[raytrain] stop requested ({stop_file}): ending at step {step}", flush=True)
+        if writer is not None:
+            writer.close()
+        if step % cfg.train.checkpoint_every:  # not just checkpointed
+            _report(cfg, module, optimizer, scheduler, step, world, rank,
+                    {**_loss_metrics(running), "stopped": True}, start_step, counters, new_bad, train_paths,
+                    run_dir, None)
+        return
     if step < end_step:
         raise RuntimeError(f"the data plan ran out at step {step} before step {end_step}")
 
@@ -200,14 +220,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # checkpoint's metrics), so evaluation comes before it.
     final: dict[str, Any] = _loss_metrics(running)
     if cfg.train.eval_at_end:
-        final.update(_evaluate_at_end(cfg, retrieval_model(module), device, amp, rank, loop_config))
+        final.update(_evaluate(cfg, retrieval_model(module), device, amp, rank, loop_config))
+    _log_eval(writer, final, step)
     if writer is not None:
-        for key, value in final.items():
-            if key.startswith(("t2v_", "v2t_")):
-                writer.add_scalar(f"eval/{key}", value, step)
         writer.close()
     _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step,
             counters, new_bad, train_paths, run_dir, None)
+
+
+def _record_placement_group(location: str) -> None:
+    from ray.util import get_current_placement_group
+
+    from raytrain.storage import write_text
+
+    pg = get_current_placement_group()
+    write_text(location, pg.id.hex() if pg is not None else "")
 
 
 def _name_bad_videos(batches):
@@ -287,7 +314,14 @@ def _report(cfg: Config, module, optimizer, scheduler, step: int, world: int, ra
     faults.log_event(run_dir, checkpoint_step=step)
 
 
-def _evaluate_at_end(cfg: Config, module, device, amp, rank: int, loop_config: dict) -> dict[str, float]:
+def _log_eval(writer, metrics: dict[str, Any], step: int) -> None:
+    if writer is not None:
+        for key, value in metrics.items():
+            if key.startswith(("t2v_", "v2t_")):
+                writer.add_scalar(f"eval/{key}", value, step)
+
+
+def _evaluate(cfg: Config, module, device, amp, rank: int, loop_config: dict) -> dict[str, float]:
     """Rank 0 embeds the whole eval split (an unsplit dataset); other ranks wait at the next report."""
     import ray.train
 

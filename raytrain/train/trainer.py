@@ -55,7 +55,8 @@ def validate_inputs(cfg: Config) -> TrainInputs:
     if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
         raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{cfg.model.pretrained}' not found")
     train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
-    eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.train.eval_at_end else []
+    needs_eval = cfg.train.eval_at_end or cfg.train.eval_every > 0
+    eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if needs_eval else []
     plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size, cfg.train.epochs,
                cfg.train.max_steps)  # raises for a split smaller than one global batch
     _validate_fault_keys(cfg)
@@ -77,8 +78,10 @@ def _validate_fault_keys(cfg: Config) -> None:
                          f"(its once-only marker lives in the run folder)")
 
 
-def build_trainer(cfg: Config):
-    """Validate everything up front, then assemble datasets, scaling and run config."""
+def build_trainer(cfg: Config, callbacks: list | None = None, stop_file: str | None = None):
+    """Validate everything up front, then assemble datasets, scaling and run config (``callbacks``:
+    Ray Train callbacks, e.g. a sweep's ``TuneReportCallback``; ``stop_file``: a path whose appearance
+    ends the run cleanly after the current step, e.g. a sweep trial stopped by ASHA)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -100,7 +103,8 @@ def build_trainer(cfg: Config):
     loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows), "plan_start_step": start_step,
                    "num_eval_clips": len(eval_rows), "eval_texts": texts,
                    "eval_text_to_video": owner.tolist(),
-                   "train_paths": [r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else []}
+                   "train_paths": [r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
+                   "stop_file": stop_file}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -111,7 +115,8 @@ def build_trainer(cfg: Config):
         run_config=ray.train.RunConfig(
             name=cfg.run.name, storage_path=cfg.run.storage_path,
             checkpoint_config=_checkpoint_config(cfg),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures)),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks),
         datasets=datasets,
         dataset_config=_data_config(cfg, datasets),
     ), cfg

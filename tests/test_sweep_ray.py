@@ -121,7 +121,8 @@ def test_sweep_logs_every_trial_stops_the_bad_one_and_its_best_config_trains(
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_config, tmp_path):
     cfg = apply_overrides(_sweep_config(tiny_config, tmp_path, "resume"), [
-        "sweep.metric=t2v_R1", "sweep.search=grid", "train.eval_at_end=true", "train.max_steps=4"])
+        "sweep.metric=t2v_R1", "sweep.search=grid", "train.eval_at_end=true", "train.max_steps=4",
+        "train.eval_every=2"])
     space = {"space": {"mask.high_ratio": {"grid": [0.2, 0.4]}}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     config = tmp_path / "config.yaml"
@@ -150,3 +151,10 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_sess
     # The finished trial was not trained again: its run folder holds the same checkpoints.
     assert sorted(p.name for p in (sweep / "runs" / first).glob("checkpoint_*")) == first_ckpts
     assert Path(result.best_config_path).is_file()
+    # train.eval_every=2: R@1 at the step-2 checkpoint as well as at the end, in TensorBoard and in Tune.
+    for row in result.rows:
+        run = sweep / "runs" / row.trial_id / "tensorboard"
+        assert {e.step for _, acc in _events(run) for e in acc.Scalars("eval/t2v_R1")} == {2, 4}
+        progress = (Path(row.path) / "progress.csv").read_text().splitlines()
+        header = progress[0].split(",")
+        assert all(line.split(",")[header.index("t2v_R1")] for line in progress[1:])

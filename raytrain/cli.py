@@ -71,7 +71,7 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
                                     dtypes={"frames": torch.uint8, "video_index": torch.int64})
     amp = torch.bfloat16 if device.type == "cuda" and cfg.train.precision != "fp32" else None
     return evaluate_model(model, batches, texts, owner, len(rows), get_tokenizer(cfg.model.arch, cfg.data.max_words),
-                          device, cfg.eval.text_batch_size, amp)
+                          device, cfg.eval.text_batch_size, amp, cfg.eval.sim_block)
 
 
 def _cmd_eval(args) -> None:

@@ -197,6 +197,8 @@ class TrainSection:
 class EvalSection:
     batch_size: int = 32
     text_batch_size: int = 256
+    # Queries scored at a time against every candidate (metrics stay exact; memory ~ block x candidates)
+    sim_block: int = 1024
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("sweep.asha_reduction_factor", lambda v: v > 1, "> 1"),
     ("eval.batch_size", lambda v: v >= 1, ">= 1"),
     ("eval.text_batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval.sim_block", lambda v: v >= 1, ">= 1"),
 ]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from raytrain.eval.metrics import both_directions
+from raytrain.eval.sharded import sharded_both_directions
 
 
 @torch.no_grad()
@@ -68,15 +69,15 @@ def embed_text_features(model, tokenizer, texts: list[str], batch_size: int, dev
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor,
-                        text_to_video: np.ndarray) -> dict[str, float]:
-    sim = (text_emb @ video_emb.t()).numpy()
-    return both_directions(sim, text_to_video)
+def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video: np.ndarray,
+                        block: int = 1024) -> dict[str, float]:
+    """Both directions, ``block`` queries at a time (exact; memory ``block x candidates``)."""
+    return sharded_both_directions(text_emb, video_emb, text_to_video, block=block)
 
 
 def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, num_videos: int,
                    tokenizer, device, text_batch_size: int = 256,
-                   autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+                   autocast_dtype: torch.dtype | None = None, sim_block: int = 1024) -> dict[str, float]:
     """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions.
 
     A ``model`` with its own ``similarity`` (a method objective such as DMAE) is scored with it on the
@@ -95,7 +96,7 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
         else:
             video_emb = embed_videos(model, batches, num_videos, device, autocast_dtype)
             text_emb = embed_texts(model, tokenizer, texts, text_batch_size, device)
-            metrics = evaluate_embeddings(text_emb, video_emb, text_to_video)
+            metrics = evaluate_embeddings(text_emb, video_emb, text_to_video, block=sim_block)
     finally:
         model.train(was_training)
     metrics["num_videos"] = float(num_videos)

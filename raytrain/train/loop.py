@@ -332,6 +332,6 @@ def _evaluate(cfg: Config, module, device, amp, rank: int, loop_config: dict) ->
     tokenizer = get_tokenizer(cfg.model.arch, cfg.data.max_words)
     metrics = evaluate_model(module, batches, loop_config["eval_texts"],
                              np.asarray(loop_config["eval_text_to_video"]), loop_config["num_eval_clips"],
-                             tokenizer, device, cfg.eval.text_batch_size, amp)
+                             tokenizer, device, cfg.eval.text_batch_size, amp, cfg.eval.sim_block)
     print("[raytrain] eval: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
     return metrics

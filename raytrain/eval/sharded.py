@@ -1,0 +1,67 @@
+"""Retrieval metrics without the full similarity matrix: blocks of queries at a time, exact results.
+
+A 100k x 100k matrix is 40 GB in float32; the metrics need only, per query, how many wrong candidates
+score above (and tie with) its best correct one. Each block of ``block`` text queries (text→video) or
+video queries (video→text) is scored against every candidate, reduced to those counts by the same
+``_rank_queries`` as ``metrics.py``, and dropped, so peak memory is ``block x num_candidates`` scores
+plus a few numbers per query, and the metrics equal the full-matrix ones on the same scores (ties
+included).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from raytrain.eval.metrics import _rank_queries, _summary
+
+
+def _check_inputs(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video) -> np.ndarray:
+    if text_emb.ndim != 2 or video_emb.ndim != 2 or text_emb.shape[1] != video_emb.shape[1]:
+        raise ValueError(f"embeddings must be (texts, D) and (videos, D), got {tuple(text_emb.shape)} and "
+                         f"{tuple(video_emb.shape)}")
+    owner = np.asarray(text_to_video, dtype=np.int64)
+    if owner.shape != (text_emb.shape[0],):
+        raise ValueError(f"text_to_video must have one entry per text ({text_emb.shape[0]}), got {owner.shape}")
+    if owner.size and (owner.min() < 0 or owner.max() >= video_emb.shape[0]):
+        raise ValueError(f"text_to_video holds a video index outside [0, {video_emb.shape[0]})")
+    return owner
+
+
+def _collect(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+@torch.no_grad()
+def sharded_both_directions(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video,
+                            block: int = 1024) -> dict[str, float]:
+    """``both_directions(text_emb @ video_emb.T, text_to_video)`` computed ``block`` queries at a time."""
+    owner = _check_inputs(text_emb, video_emb, text_to_video)
+    num_texts, num_videos = text_emb.shape[0], video_emb.shape[0]
+    counts = np.bincount(owner, minlength=num_videos)
+    if (counts == 0).any():
+        raise ValueError(f"video {int(np.argmax(counts == 0))} has no caption in text_to_video")
+    text_emb, video_emb = text_emb.float(), video_emb.float()
+
+    t2v = []
+    for start in range(0, num_texts, block):
+        scores = (text_emb[start:start + block] @ video_emb.T).numpy()
+        correct = np.zeros(scores.shape, dtype=bool)
+        correct[np.arange(scores.shape[0]), owner[start:start + block]] = True
+        t2v.append(_rank_queries(scores, correct))
+
+    v2t = []
+    for start in range(0, num_videos, block):
+        scores = (video_emb[start:start + block] @ text_emb.T).numpy()
+        correct = owner[None, :] == np.arange(start, start + scores.shape[0])[:, None]
+        v2t.append(_rank_queries(scores, correct))
+
+    out = {f"t2v_{k}": v for k, v in _summary(_collect(t2v)).items()}
+    out.update({f"v2t_{k}": v for k, v in _summary(_collect(v2t)).items()})
+    return out
+
+
+def peak_block_bytes(num_candidates: int, block: int) -> int:
+    """Scores (float32) plus the boolean masks ``_rank_queries`` builds for one block."""
+    return block * num_candidates * (4 + 5)
+

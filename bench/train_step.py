@@ -1,0 +1,151 @@
+"""raytrain's training step vs a bare PyTorch CLIP4Clip step of the same model and batch, side by side.
+
+The bare step is what a researcher would write by hand: open_clip's model, frames normalised, every
+frame through the image tower, mean pooling, symmetric InfoNCE with the learnable scale, AdamW (fused
+on CUDA). raytrain's step is the training loop's sequence on one worker: the method objective
+(``build_objective``), zero_grad, backward, gradient clipping, the finite-loss check, AdamW with its two
+parameter groups and the LR scheduler, and the loss read back for logging. Both see the same uint8
+frames and the same 77-token captions; medians of interleaved steps.
+
+    .venv/bin/python bench/train_step.py                        # ViT-B-32 random init, 8 clips x 4 frames
+    .venv/bin/python bench/train_step.py --arch ViT-B-16 --batch 64 --frames 12   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def bare_step_fn(arch: str, batch: dict, device: torch.device, amp):
+    import open_clip
+
+    torch.manual_seed(0)
+    clip = open_clip.create_model(arch, pretrained=None).to(device).train()
+    mean = torch.tensor(clip.visual.image_mean or (0.48145466, 0.4578275, 0.40821073), device=device)
+    std = torch.tensor(clip.visual.image_std or (0.26862954, 0.26130258, 0.27577711), device=device)
+    opt = torch.optim.AdamW(clip.parameters(), lr=1e-5, weight_decay=0.2, fused=device.type == "cuda" or None)
+    frames, tokens = batch["frames"], batch["tokens"]
+    b, t = frames.shape[:2]
+    labels = torch.arange(b, device=device)
+
+    def step() -> None:
+        with amp():
+            x = (frames.float() / 255.0 - mean) / std  # (B, T, H, W, 3)
+            x = x.permute(0, 1, 4, 2, 3).reshape(b * t, 3, *frames.shape[2:4])
+            video = F.normalize(clip.encode_image(x).view(b, t, -1).mean(dim=1), dim=-1)
+            text = F.normalize(clip.encode_text(tokens), dim=-1)
+            logits = clip.logit_scale.exp().clamp(max=100) * text @ video.t()
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
+    from raytrain.methods.objective import build_objective
+    from raytrain.train.schedule import build_optimizer, build_scheduler
+
+    torch.manual_seed(0)
+    objective = build_objective(cfg).to(device).train()
+    opt = build_optimizer(objective, cfg.optim)
+    scheduler = build_scheduler(opt, 10_000, cfg.optim)
+    running: list[float] = []
+
+    def step() -> None:  # train/loop.py's step on one worker
+        with amp():
+            loss, _ = objective(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.optim.grad_clip)
+        if bool(torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)):
+            opt.step()
+            running.append(float(loss.detach()))
+        scheduler.step()
+    return step
+
+
+def time_steps(steps: dict, repeats: int, warmup: int, sync) -> dict[str, float]:
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):  # interleaved: drift on a shared machine hits every variant alike
+        for name, fn in steps.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="ViT-B-32")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import open_clip
+
+    from raytrain.config import Config, apply_overrides
+    from raytrain.model.clip_video import model_image_size
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = model_image_size(args.arch)
+    base = apply_overrides(Config(), [f"model.arch={args.arch}", "model.temporal=meanP", "data.max_words=77",
+                                      "optim.lr=1e-5", "optim.tower_lr=1e-5"])
+    mascot = apply_overrides(base, ["method.name=mascot"])
+    g = torch.Generator().manual_seed(0)
+    tokenizer = open_clip.get_tokenizer(args.arch)
+    captions = [f"a small red circle moves left over a striped background, clip {i}" for i in range(args.batch)]
+    batch = {"frames": torch.randint(0, 256, (args.batch, args.frames, size, size, 3), dtype=torch.uint8,
+                                     generator=g).to(device),
+             "tokens": tokenizer(captions).to(device)}
+
+    def amp():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    steps = {"bare": bare_step_fn(args.arch, batch, device, amp),
+             "raytrain": raytrain_step_fn(base, batch, device, amp),
+             "raytrain_mascot": raytrain_step_fn(mascot, batch, device, amp)}
+    t = time_steps(steps, args.repeats, args.warmup, sync)
+
+    where = torch.cuda.get_device_name() if device.type == "cuda" else (platform.processor() or "cpu")
+    lines = [(f"# bench/train_step.py on {platform.node()}: {where} ({torch.get_num_threads()} CPU threads), "
+             f"torch {torch.__version__}, {'bf16 autocast, fused AdamW' if device.type == 'cuda' else 'fp32'}"),
+             (f"# model {args.arch} (random init), batch {args.batch} clips x {args.frames} frames @ {size}px, "
+             f"77-token captions, median of {args.repeats} interleaved steps (forward + backward + AdamW)"),
+             f"{'step':<36}{'seconds':>9}{'clips/s':>9}{'throughput vs bare':>20}"]
+    for name, label in (("bare", "bare PyTorch CLIP4Clip"), ("raytrain", "raytrain CLIP4Clip (baseline)"),
+                        ("raytrain_mascot", "raytrain MASCOT")):
+        lines.append(f"{label:<36}{t[name]:>9.3f}{args.batch / t[name]:>9.1f}{t['bare'] / t[name]:>20.3f}")
+    ratio = t["bare"] / t["raytrain"]
+    lines.append(f"baseline throughput ratio raytrain / bare = {ratio:.3f} "
+                 f"(target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'}); "
+                 f"MFU: not computed yet (needs a GPU run and the model's FLOPs per clip)")
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from unittest import mock
 
 import torch
+from timing import time_steps  # bench/timing.py (the script folder is on sys.path)
 
 
 def make_step(objective, batch):
@@ -28,23 +27,6 @@ def make_step(objective, batch):
         loss.backward()
         opt.step()
     return step
-
-
-def time_steps(steps: dict, repeats: int, warmup: int) -> dict[str, float]:
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
-        for name, fn in steps.items():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def main() -> None:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import time_steps  # bench/timing.py (the script folder is on sys.path)
 
 
 def bare_step_fn(arch: str, batch: dict, device: torch.device, amp):
@@ -71,21 +70,6 @@ def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
     return step
 
 
-def time_steps(steps: dict, repeats: int, warmup: int, sync) -> dict[str, float]:
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):  # interleaved: drift on a shared machine hits every variant alike
-        for name, fn in steps.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="ViT-B-32")
@@ -119,14 +103,10 @@ def main() -> None:
     def amp():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     steps = {"bare": bare_step_fn(args.arch, batch, device, amp),
              "raytrain": raytrain_step_fn(base, batch, device, amp),
              "raytrain_mascot": raytrain_step_fn(mascot, batch, device, amp)}
-    t = time_steps(steps, args.repeats, args.warmup, sync)
+    t = time_steps(steps, args.repeats, args.warmup)
 
     where = torch.cuda.get_device_name() if device.type == "cuda" else (platform.processor() or "cpu")
     lines = [(f"# bench/train_step.py on {platform.node()}: {where} ({torch.get_num_threads()} CPU threads), "

@@ -25,6 +25,11 @@ def plan_steps(num_clips: int, world_size: int, batch_size: int, epochs: int,
     return per_epoch, min(total, max_steps) if max_steps > 0 else total
 
 
+def end_step(total_steps: int, stop_at_step: int) -> int:
+    """The step a run ends at: the plan's last, or ``train.stop_at_step`` when earlier (0 = off)."""
+    return min(total_steps, stop_at_step) if stop_at_step > 0 else total_steps
+
+
 def _mix(*values: int) -> int:
     """A 63-bit seed from integers (stable across processes and Python versions)."""
     return int(np.random.SeedSequence(list(values)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))

@@ -60,8 +60,3 @@ def sharded_both_directions(text_emb: torch.Tensor, video_emb: torch.Tensor, tex
     out.update({f"v2t_{k}": v for k, v in _summary(_collect(v2t)).items()})
     return out
 
-
-def peak_block_bytes(num_candidates: int, block: int) -> int:
-    """Scores (float32) plus the boolean masks ``_rank_queries`` builds for one block."""
-    return block * num_candidates * (4 + 5)
-

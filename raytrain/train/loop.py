@@ -15,11 +15,12 @@ import torch
 import torch.distributed as dist
 
 from raytrain.config import Config
+from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
-from raytrain.storage import exists, tensorboard_log
+from raytrain.storage import exists, join, run_location, tensorboard_log, write_text
 from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -29,6 +30,10 @@ from raytrain.train.state import (
     seed_everything,
     set_rng_state,
 )
+
+# In a sweep trial's run folder: the Train workers' placement group id, which the sweep driver removes
+# when the trial ends (raytrain/tune/sweep.py, ReleaseTrialResources).
+PLACEMENT_GROUP_FILE = "train_placement_group"
 
 
 def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
@@ -135,13 +140,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
               f"{total_steps} steps in all, starting at step {step}", flush=True)
         faults.log_event(run_dir, start_step=step)
     if stop_file and rank == 0:  # a sweep trial: the placement group its driver frees when it ends
-        _record_placement_group(str(Path(stop_file).with_name("train_placement_group")))
+        _record_placement_group(join(run_location(cfg), PLACEMENT_GROUP_FILE))
     nodes = _gather_node_ids(world)  # every rank takes part (a collective)
     if writer is not None:
         print(f"[raytrain] worker nodes (rank: node id): {dict(enumerate(nodes))}", flush=True)
         writer.add_text("worker_nodes", str(dict(enumerate(nodes))), step)
 
-    end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
+    end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     start_step = step
     # The dataset is one pass over the epoch plan from ``plan_start_step`` (the driver's view of the
     # latest checkpoint); if a restart resumed from a later checkpoint, skip what it already trained.
@@ -230,8 +235,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 def _record_placement_group(location: str) -> None:
     from ray.util import get_current_placement_group
-
-    from raytrain.storage import write_text
 
     pg = get_current_placement_group()
     write_text(location, pg.id.hex() if pg is not None else "")

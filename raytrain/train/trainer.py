@@ -11,6 +11,7 @@ from typing import Any
 from raytrain.config import Config, apply_overrides
 from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset, train_datasets_per_rank
+from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import plan_steps
 from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
@@ -91,7 +92,7 @@ def build_trainer(cfg: Config, callbacks: list | None = None, stop_file: str | N
     texts, owner = eval_texts(eval_rows)
     _, total_steps = plan_steps(len(train_rows), cfg.train.num_workers, cfg.train.batch_size,
                                 cfg.train.epochs, cfg.train.max_steps)
-    end_step = min(total_steps, cfg.train.stop_at_step) if cfg.train.stop_at_step > 0 else total_steps
+    end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
     if cfg.data.per_rank_plan:  # reproducible batches: each rank reads its own slice of the plan

@@ -98,7 +98,7 @@ def load_space_dict(data: Any, cfg: Config, source: str = "<space>") -> SearchSp
 
 
 def _parse_param(key: str, spec: Any, cfg: Config, source: str) -> Param:
-    _check_key(key, cfg, source)
+    current = _check_key(key, cfg, source)
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise SpaceError(f"search space {source}: key '{key}' must map to exactly one of "
                          f"{', '.join(KINDS)} (e.g. {{grid: [0.2, 0.3]}}), got {spec!r}")
@@ -128,8 +128,9 @@ def _parse_param(key: str, spec: Any, cfg: Config, source: str) -> Param:
         if len(set(map(repr, values))) != len(values):
             raise SpaceError(f"search space {source}: key '{key}': {kind} lists a value twice: {values!r}")
         candidates = list(values)
-    if kind in ("uniform", "loguniform"):
-        _check_float_key(key, cfg, source, kind)
+    if kind in ("uniform", "loguniform") and not isinstance(current, float):
+        raise SpaceError(f"search space {source}: key '{key}' holds {type(current).__name__} values; "
+                         f"{kind} samples floats (use randint or choice)")
     for value in candidates:  # the config's own types and rules decide what a key accepts
         try:
             cfg.replace(**{key: value})
@@ -138,7 +139,8 @@ def _parse_param(key: str, spec: Any, cfg: Config, source: str) -> Param:
     return Param(key, kind, tuple(values))
 
 
-def _check_key(key: str, cfg: Config, source: str) -> None:
+def _check_key(key: str, cfg: Config, source: str) -> Any:
+    """The key's current value; errors for a key the config does not have or that cannot be searched."""
     obj: Any = cfg
     walked = []
     for part in key.split("."):
@@ -154,15 +156,7 @@ def _check_key(key: str, cfg: Config, source: str) -> None:
     if key.startswith(("run.", "ray.", "sweep.")):
         raise SpaceError(f"search space {source}: '{key}' cannot be searched (run, ray and sweep keys "
                          f"belong to the sweep itself)")
-
-
-def _check_float_key(key: str, cfg: Config, source: str, kind: str) -> None:
-    current = cfg
-    for part in key.split("."):
-        current = getattr(current, part)
-    if not isinstance(current, float):
-        raise SpaceError(f"search space {source}: key '{key}' holds {type(current).__name__} values; "
-                         f"{kind} samples floats (use randint or choice)")
+    return obj
 
 
 def _is_number(v: Any) -> bool:

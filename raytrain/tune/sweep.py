@@ -8,6 +8,7 @@ trial from its own last checkpoint. Folder layout and TensorBoard: docs/sweeps.m
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -24,7 +25,6 @@ from raytrain.tune.space import SearchSpace, apply_params, check_search, load_sp
 EVAL_PREFIXES = ("t2v_", "v2t_")
 SWEEP_CONFIG = "sweep_config.yaml"  # the base config, as the sweep ran it (for --resume)
 SWEEP_SPACE = "search_space.yaml"
-PLACEMENT_GROUP_FILE = "train_placement_group"  # in a trial's run folder: its Train workers' group id
 STOP_FILE = "STOP_REQUESTED"  # in a trial's run folder: Tune stopped the trial, the Train run ends
 TRIAL_DRIVER_CPU = 0.01  # the trial function only drives its TorchTrainer (Tune refuses 0)
 
@@ -148,6 +148,7 @@ def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from raytrain.train.loop import PLACEMENT_GROUP_FILE
     from raytrain.train.trainer import build_trainer
 
     ctx = ray.data.DataContext.get_current()  # as the driver's (ray_env.ensure_ray): plain logs
@@ -339,13 +340,19 @@ def _trial_row(cfg: Config, result) -> TrialRow:
 
 
 def _total_steps(cfg: Config) -> int:
-    from raytrain.data.manifest import load_manifest
-    from raytrain.data.plan import plan_steps
+    from raytrain.data.plan import end_step, plan_steps
 
-    rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
-    _, total = plan_steps(len(rows), cfg.train.num_workers, cfg.train.batch_size, cfg.train.epochs,
-                          cfg.train.max_steps)
-    return min(total, cfg.train.stop_at_step) if cfg.train.stop_at_step else total
+    _, total = plan_steps(_train_clip_count(cfg.data.manifest, cfg.data.train_split), cfg.train.num_workers,
+                          cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
+    return end_step(total, cfg.train.stop_at_step)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_clip_count(manifest: str, split: str) -> int:
+    """Clips in a split, read once per sweep (every trial row needs its planned steps)."""
+    from raytrain.data.manifest import load_manifest
+
+    return len(load_manifest(manifest, split=split))
 
 
 def _corner_params(space: SearchSpace) -> list[dict[str, Any]]:
@@ -381,10 +388,12 @@ class ReleaseTrialResources(_callback_base()):
         self.runs_dir = runs_dir
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        from raytrain.train.loop import PLACEMENT_GROUP_FILE
+
         remove_placement_group_of(join(self.runs_dir, trial.trial_id, PLACEMENT_GROUP_FILE))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        remove_placement_group_of(join(self.runs_dir, trial.trial_id, PLACEMENT_GROUP_FILE))
+        self.on_trial_complete(iteration, trials, trial, **info)
 
 
 # ---------------------------------------------------------------- TensorBoard HParams

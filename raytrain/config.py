@@ -56,6 +56,11 @@ class DataSection:
     # True: every rank streams its own slice of each planned step in plan order (one decode pool per
     # rank), so batches and a resumed run are reproducible; False: Ray Data's dynamic streaming split.
     per_rank_plan: bool = False
+    # frames: the first time a clip is needed its sampled, resized uint8 frames are written to Arrow
+    # shards (raytrain/data/frame_cache.py); later epochs and evaluations read them instead of decoding.
+    cache: Literal["none", "frames"] = "none"
+    cache_samplings: int = 4  # temporal samplings cached per train clip; epochs cycle through them
+    cache_dir: str = ""  # "" = <run>/frame_cache; a shared path/URI lets runs (sweep trials) share it
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.decode_cpus", lambda v: v > 0, "> 0"),
     ("data.decode_batch_size", lambda v: v >= 1, ">= 1"),
     ("data.decode_resource_per_actor", lambda v: v > 0, "> 0"),
+    ("data.cache_samplings", lambda v: v >= 1, ">= 1"),
     ("run.shared_storage", lambda v: isinstance(v, bool) or v == "auto", "'auto', true or false"),
     ("data.synth_num_videos", lambda v: v >= 0, ">= 0"),
     ("model.temporal_layers", lambda v: v >= 1, ">= 1"),

@@ -231,3 +231,16 @@ def test_unreadable_files_raise_decode_error(clips, name, which):
     msg = str(err.value)
     assert f"'{path}'" in msg and name in msg
     assert isinstance(err.value, RuntimeError)
+
+
+@pytest.mark.parametrize("name", DECODER_NAMES)
+def test_several_samplings_from_one_open_equal_separate_decodes(clips, name):
+    d = make_decoder(name)
+    seeds = [3, 4, 5]
+    many = d.decode_samplings(clips["synth"], 5, 48, True, [np.random.default_rng(s) for s in seeds])
+    assert many.shape == (3, 5, 48, 48, 3) and many.dtype == np.uint8
+    for k, s in enumerate(seeds):
+        assert np.array_equal(many[k], d.decode(clips["synth"], 5, 48, train=True, rng=np.random.default_rng(s)))
+    assert not np.array_equal(many[0], many[1])  # different offsets, different frames
+    centre = d.decode_samplings(clips["synth"], 4, 32, False, [None])
+    assert np.array_equal(centre[0], d.decode(clips["synth"], 4, 32, train=False))

@@ -8,6 +8,7 @@ import torch
 
 from raytrain.data.manifest import load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
+from raytrain.data.plan import build_plan
 
 pytestmark = pytest.mark.ray
 
@@ -95,3 +96,49 @@ def test_tube_masks_from_the_data_workers_reproduce(ray_session, tiny_config):
                 for t, f, m in zip(b["tokens"], b["frames"], b["mask_tube"])}
 
     assert by_clip(first_batch()) == by_clip(batch)  # seeded from each row's sample_seed
+
+
+def test_frame_cache_serves_later_epochs_and_evaluations(ray_session, tiny_config):
+    from raytrain.config import apply_overrides
+    from raytrain.data import frame_cache
+    from raytrain.data.decode import make_decoder
+    from raytrain.data.pipeline import prepare_cache
+
+    cfg = apply_overrides(tiny_config, ["data.cache=frames", "data.cache_samplings=2"])
+    rows = load_manifest(cfg.data.manifest, split="train")
+
+    def epoch(first_step):  # 48 clips, global batch 8: 6 steps per epoch
+        out = []
+        for b in train_dataset(cfg, rows, image_size=32, start_step=first_step, end_step=first_step + 6) \
+                .iter_batches(batch_size=8, batch_format="numpy"):
+            out.extend(zip(b["frames"], b["cache_hit"]))
+        return out
+
+    plan = build_plan(rows, 8, cfg.train.seed, 0, 12, samplings=2)
+    first, second = epoch(0), epoch(6)
+    assert len(first) == len(second) == 48
+    assert not any(hit for _, hit in first) and all(hit for _, hit in second)
+    # Both epochs hold exactly the planned sampling of each clip, as the decoder makes it.
+    decoder = make_decoder("decord")
+    clips, samplings = plan.column("clip").to_numpy(), plan.column("sampling").to_numpy()
+    for i in (0, 5, 47, 48, 60, 95):
+        row = rows[clips[i]]
+        want = decoder.decode_samplings(row.path, 3, 32, True, frame_cache.sampling_rngs(cfg.train.seed, clips[i], 2))
+        got = (first + second)[i][0]
+        assert np.array_equal(got, want[samplings[i]])
+    # Epoch 1 read the other sampling of every clip: (almost always) other frames than epoch 0.
+    by_clip = [{int(c): f for c, (f, _) in zip(clips[e * 48:(e + 1) * 48], part)} for e, part in enumerate((first, second))]
+    assert sum(not np.array_equal(by_clip[0][c], by_clip[1][c]) for c in by_clip[0]) > 40
+
+    test_rows = load_manifest(cfg.data.manifest, split="test")
+
+    def evaluate():
+        return {int(i): f for b in eval_dataset(cfg, test_rows, image_size=32).iter_batches(
+            batch_size=5, batch_format="numpy") for i, f in zip(b["video_index"], b["frames"])}
+
+    uncached = {int(i): f for b in eval_dataset(tiny_config, test_rows, image_size=32).iter_batches(
+        batch_size=5, batch_format="numpy") for i, f in zip(b["video_index"], b["frames"])}
+    once, twice = evaluate(), evaluate()
+    cache = frame_cache.FrameCache(prepare_cache(cfg, test_rows, 32, train=False))
+    assert all(np.array_equal(cache.get(i, 0), uncached[i]) for i in uncached)  # every clip cached
+    assert all(np.array_equal(once[i], uncached[i]) and np.array_equal(twice[i], uncached[i]) for i in uncached)

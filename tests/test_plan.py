@@ -52,3 +52,22 @@ def test_bad_ranges():
         build_plan(rows(3), 4, 0, 0, 1)
     with pytest.raises(ValueError):
         build_plan(rows(8), 4, 0, 3, 2)
+
+
+def test_cached_samplings_cycle_through_every_sampling():
+    from raytrain.data.plan import epoch_samplings
+
+    k = 4
+    per_epoch = np.stack([epoch_samplings(7, e, 50, k) for e in range(k)])
+    assert ((per_epoch >= 0) & (per_epoch < k)).all()
+    assert all(sorted(per_epoch[:, c]) == list(range(k)) for c in range(50))  # each clip: all of them
+    assert len(set(per_epoch[0])) > 1  # an epoch mixes samplings across clips
+    assert np.array_equal(epoch_samplings(7, 2, 50, k), per_epoch[2])  # deterministic
+    clips = rows(20)
+    plain = build_plan(clips, 4, seed=1, start_step=0, end_step=10)
+    cached = build_plan(clips, 4, seed=1, start_step=0, end_step=10, samplings=3)
+    assert "sampling" not in plain.column_names
+    assert cached.drop_columns(["sampling"]).equals(plain)  # the cache changes nothing else
+    samp, clip = cached.column("sampling").to_numpy(), cached.column("clip").to_numpy()
+    step = cached.column("step").to_numpy()
+    assert all(samp[i] == epoch_samplings(1, step[i] // 5, 20, 3)[clip[i]] for i in range(len(samp)))

@@ -132,3 +132,19 @@ def test_dmae_fit_and_resume_evaluates_with_its_similarity(ray_session, tiny_con
     again = evaluate_checkpoint(second.checkpoint_path, [], str(Path(second.run_dir) / "re-eval.json"))["metrics"]
     for key in ("t2v_R1", "t2v_MnR", "v2t_R5"):
         assert again[key] == pytest.approx(second.metrics[key], abs=1e-6), key
+
+
+def test_frame_cache_run_decodes_only_the_first_epoch(ray_session, tiny_config):
+    # 6 steps per epoch: epoch 1 (steps 1-6) decodes and fills the cache, epoch 2 reads it; the
+    # evaluation at step 6 fills the eval cache and the final one (step 12) reads it.
+    cfg = apply_overrides(tiny_config, ["data.cache=frames", "data.cache_samplings=2", "train.epochs=2",
+                                        "train.checkpoint_every=6", "train.eval_every=6"])
+    result = fit(cfg)
+    hit_rate = _event_scalars(Path(result.run_dir), "data/cache_hit_rate")
+    assert set(hit_rate) == set(range(1, 13))
+    assert all(hit_rate[s] == 0.0 for s in range(1, 7)) and all(hit_rate[s] == 1.0 for s in range(7, 13))
+    evals = _event_scalars(Path(result.run_dir), "eval/t2v_R1")
+    assert set(evals) == {6, 12}
+    caches = sorted((Path(result.run_dir) / "frame_cache").iterdir())
+    assert [c.name.split("-")[0] for c in caches] == ["test", "train"]
+    assert all(list(c.glob("shard-*.arrow")) for c in caches)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -169,6 +170,10 @@ class VideoDecoder(Protocol):
                rng: np.random.Generator | None = None, start_s: float | None = None,
                end_s: float | None = None) -> np.ndarray: ...
 
+    def decode_samplings(self, path: str, num_frames: int, size: int, train: bool,
+                         rngs: Sequence[np.random.Generator | None], start_s: float | None = None,
+                         end_s: float | None = None) -> np.ndarray: ...
+
 
 def _check_file(path: str, decoder: str) -> None:
     if not os.path.exists(path):
@@ -184,6 +189,14 @@ def _exc_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
+def _gather_samplings(index_sets: list[np.ndarray], read, size: int) -> np.ndarray:
+    """Read the union of several samplings' frame indices once (``read(sorted unique indices)`` gives
+    ``(U, H, W, 3)``), resize once, then gather each sampling: ``(K, T, size, size, 3)``."""
+    union = np.unique(np.concatenate(index_sets))
+    frames = resize_center_crop(read(union), size)
+    return np.stack([frames[np.searchsorted(union, idx)] for idx in index_sets])
+
+
 class DecordDecoder:
     """decord-based decoder: one ``VideoReader(path, num_threads=1)`` per call, batch read, then crop."""
 
@@ -192,6 +205,13 @@ class DecordDecoder:
     def decode(self, path: str, num_frames: int, size: int, train: bool,
                rng: np.random.Generator | None = None, start_s: float | None = None,
                end_s: float | None = None) -> np.ndarray:
+        return self.decode_samplings(path, num_frames, size, train, [rng], start_s, end_s)[0]
+
+    def decode_samplings(self, path: str, num_frames: int, size: int, train: bool,
+                         rngs: Sequence[np.random.Generator | None], start_s: float | None = None,
+                         end_s: float | None = None) -> np.ndarray:
+        """Several temporal samplings of one clip from one open file (one ``rng`` each, train) as
+        ``(K, num_frames, size, size, 3)``: frames shared by samplings are decoded once."""
         path = os.fspath(path)
         _check_file(path, self.name)
         try:
@@ -204,17 +224,22 @@ class DecordDecoder:
             fps = float(reader.get_avg_fps()) if n > 0 else None
         except Exception as exc:
             raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
-        try:
-            indices = plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
+
+        def read(indices: np.ndarray) -> np.ndarray:
             try:
                 frames = reader.get_batch(indices.tolist()).asnumpy()
             except Exception as exc:
                 raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
+            if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
+                raise VideoDecodeError(path, self.name, f"unexpected frame batch shape {frames.shape}")
+            return frames
+
+        try:
+            index_sets = [plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
+                          for rng in rngs]
+            return _gather_samplings(index_sets, read, size)
         finally:
-            del reader
-        if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
-            raise VideoDecodeError(path, self.name, f"unexpected frame batch shape {frames.shape}")
-        return resize_center_crop(frames, size)
+            reader = None  # release the native reader (and its file) now
 
 
 class PyAVDecoder:
@@ -230,6 +255,12 @@ class PyAVDecoder:
     def decode(self, path: str, num_frames: int, size: int, train: bool,
                rng: np.random.Generator | None = None, start_s: float | None = None,
                end_s: float | None = None) -> np.ndarray:
+        return self.decode_samplings(path, num_frames, size, train, [rng], start_s, end_s)[0]
+
+    def decode_samplings(self, path: str, num_frames: int, size: int, train: bool,
+                         rngs: Sequence[np.random.Generator | None], start_s: float | None = None,
+                         end_s: float | None = None) -> np.ndarray:
+        """Several temporal samplings of one clip in one sequential pass: ``(K, num_frames, size, size, 3)``."""
         path = os.fspath(path)
         _check_file(path, self.name)
         try:
@@ -246,13 +277,13 @@ class PyAVDecoder:
                 n = int(stream.frames or 0)
             if n <= 0:
                 n = self._count_frames(av, path)
-            indices = plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
-            frames = self._read(av, path, indices)
+            index_sets = [plan_frame_indices(n, fps, num_frames, train, rng, start_s, end_s, path, self.name)
+                          for rng in rngs]
+            return _gather_samplings(index_sets, lambda indices: self._read(av, path, indices), size)
         except VideoDecodeError:
             raise
         except Exception as exc:
             raise VideoDecodeError(path, self.name, _exc_message(exc)) from exc
-        return resize_center_crop(frames, size)
 
     @staticmethod
     def _open_stream(av, path: str):

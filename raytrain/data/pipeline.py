@@ -28,7 +28,8 @@ class DecodeClips:
     def __init__(self, decoder: str, num_frames: int, image_size: int, train: bool, arch: str, max_words: int,
                  mask_patches: int = 0, high_ratio: float = 0.0, low_ratio: float = 0.0,
                  tube_grid: int = 0, tube_ratio: float = 0.5, tube_block: tuple[int, int] = (2, 4),
-                 on_bad_video: str = "error", timeout_s: float = 0.0, substitutes: list[dict] | None = None):
+                 on_bad_video: str = "error", timeout_s: float = 0.0, substitutes: list[dict] | None = None,
+                 cache_location: str | None = None, cache_samplings: int = 1, seed: int = 0):
         from raytrain.data.decode import make_decoder
 
         self.decoder = make_decoder(decoder)
@@ -43,6 +44,10 @@ class DecodeClips:
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
+        self.cache = None  # a FrameCache (data.cache=frames), opened on the first batch
+        self.cache_location = cache_location
+        self.cache_samplings = cache_samplings if train else 1
+        self.seed = seed  # train.seed: the cached samplings' frame offsets derive from it
         self.tokenizer = None
         if train:
             from raytrain.model.clip_video import get_tokenizer
@@ -50,12 +55,20 @@ class DecodeClips:
             self.tokenizer = get_tokenizer(arch, max_words)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        clips, captions, bad = [], [], []
+        clips, captions, bad, hits, pending = [], [], [], [], []
         for i, path in enumerate(batch["path"]):
             start, end = batch["start_s"][i], batch["end_s"][i]
             seed = int(batch["sample_seed"][i]) if self.train else 0
             try:
-                clips.append(self._decode(str(path), start, end, seed))
+                if self.cache_location is None:
+                    rng = np.random.default_rng(seed) if self.train else None
+                    clips.append(self._decode(str(path), start, end, [rng])[0])
+                else:
+                    clip = int(batch["clip"][i] if self.train else batch["video_index"][i])
+                    sampling = int(batch["sampling"][i]) if self.train else 0
+                    frames, hit = self._cached(str(path), start, end, clip, sampling, pending)
+                    clips.append(frames)
+                    hits.append(hit)
                 bad.append(-1)
                 if self.train:
                     captions.append(str(batch["caption"][i]))
@@ -75,7 +88,13 @@ class DecodeClips:
                     bad.append(int(batch["clip"][i]) if "clip" in batch else 0)
                 else:  # eval keeps every clip (the similarity matrix is fixed): a blank video
                     clips.append(np.zeros((self.num_frames, self.image_size, self.image_size, 3), np.uint8))
+                if self.cache_location is not None:
+                    hits.append(False)
+        if pending:  # every sampling of the clips decoded in this batch, as one shard
+            self.cache.add(pending)
         out = {"frames": np.stack(clips)}
+        if self.train and self.cache_location is not None:
+            out["cache_hit"] = np.asarray(hits, dtype=bool)
         if self.train:
             out["tokens"] = self.tokenizer(captions).numpy().astype(np.int64)
             if self.on_bad_video == "skip":
@@ -88,22 +107,44 @@ class DecodeClips:
             out["video_index"] = np.asarray(batch["video_index"], dtype=np.int64)
         return out
 
-    def _decode(self, path: str, start, end, seed: int) -> np.ndarray:
+    def _cached(self, path: str, start, end, clip: int, sampling: int,
+                pending: list) -> tuple[np.ndarray, bool]:
+        """``(frames, hit)`` of one clip sampling from the frame cache; on a miss decode every cached
+        sampling of the clip at once and queue them in ``pending`` (written after the batch)."""
+        from raytrain.data import frame_cache
+
+        if self.cache is None:
+            self.cache = frame_cache.FrameCache(self.cache_location)
+        for clip_, k, frames in pending:  # decoded earlier in this same batch (a clip met twice)
+            if clip_ == clip and k == sampling:
+                return frames.copy(), False
+        frames = self.cache.get(clip, sampling)
+        if frames is not None:
+            return frames, True
+        if self.train:
+            rngs = frame_cache.sampling_rngs(self.seed, clip, self.cache_samplings)
+        else:
+            rngs = [None]
+        decoded = self._decode(path, start, end, rngs)
+        pending.extend((clip, k, decoded[k]) for k in range(len(rngs)))
+        return decoded[sampling].copy(), False
+
+    def _decode(self, path: str, start, end, rngs: list) -> np.ndarray:
+        """``(len(rngs), T, S, S, 3)``: one sampling per generator (``[None]`` for eval's centres)."""
         from raytrain.data.decode import VideoDecodeError
 
         if path in self.known_bad:
             raise VideoDecodeError(path, self.decoder.name, "failed earlier in this run")
-        rng = np.random.default_rng(seed) if self.train else None
-        kwargs = {"num_frames": self.num_frames, "size": self.image_size, "train": self.train, "rng": rng,
+        kwargs = {"num_frames": self.num_frames, "size": self.image_size, "train": self.train, "rngs": rngs,
                   "start_s": None if start is None or np.isnan(start) else float(start),
                   "end_s": None if end is None or np.isnan(end) else float(end)}
         if not self.timeout_s:
-            return self.decoder.decode(path, **kwargs)
+            return self.decoder.decode_samplings(path, **kwargs)
         import concurrent.futures as cf
 
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        future = self._pool.submit(self.decoder.decode, path, **kwargs)
+        future = self._pool.submit(self.decoder.decode_samplings, path, **kwargs)
         try:
             return future.result(timeout=self.timeout_s)
         except cf.TimeoutError:
@@ -124,7 +165,8 @@ class DecodeClips:
             if row["path"] in self.known_bad:
                 continue
             try:
-                frames = self._decode(row["path"], row["start_s"], row["end_s"], int(rng.integers(2**62)))
+                frames = self._decode(row["path"], row["start_s"], row["end_s"],
+                                      [np.random.default_rng(int(rng.integers(2**62)))])[0]
             except Exception:  # noqa: BLE001 - any failure makes the stand-in unusable; try the next
                 self.known_bad.add(row["path"])
                 continue
@@ -151,7 +193,8 @@ class DecodeClips:
                          for seed in seeds])  # (B, N), its own stream per row: reproducible
 
 
-def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] | None = None):
+def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] | None = None,
+            cache_location: str | None = None):
     import ray.data
 
     masks = random_mask_columns(cfg) if train else ()
@@ -166,7 +209,8 @@ def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] |
             "tube_grid": round(model_num_patches(cfg.model.arch) ** 0.5) if "mask_tube" in masks else 0,
             "tube_ratio": miles.mask_ratio, "tube_block": (miles.block_min, miles.block_max),
             "on_bad_video": cfg.data.on_bad_video, "timeout_s": cfg.data.decode_timeout_s,
-            "substitutes": substitute_rows(rows) if train and cfg.data.on_bad_video == "skip" else None},
+            "substitutes": substitute_rows(rows) if train and cfg.data.on_bad_video == "skip" else None,
+            "cache_location": cache_location, "cache_samplings": cfg.data.cache_samplings, "seed": cfg.train.seed},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
@@ -189,6 +233,20 @@ def substitute_rows(rows: list[ClipRow] | None) -> list[dict]:
              "end_s": nan if r.end_s is None else r.end_s, "captions": list(r.captions)} for r in rows or []]
 
 
+def prepare_cache(cfg: Config, rows: list[ClipRow], image_size: int, train: bool) -> str | None:
+    """``data.cache=frames``: the split's frame-cache folder (stale ones invalidated); else None."""
+    if cfg.data.cache != "frames":
+        return None
+    from raytrain.data import frame_cache
+
+    split = cfg.data.train_split if train else cfg.data.eval_split
+    return frame_cache.prepare(cfg, rows, split, image_size, train)
+
+
+def _plan_samplings(cfg: Config) -> int:
+    return cfg.data.cache_samplings if cfg.data.cache == "frames" else 0
+
+
 def _blocks(num_rows: int, rows_per_block: int) -> int:
     return max(1, min(-(-num_rows // max(1, rows_per_block)), 2000))
 
@@ -198,9 +256,10 @@ def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step:
     import ray.data
 
     global_batch = cfg.train.batch_size * cfg.train.num_workers
-    plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step)
+    plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
     ds = ray.data.from_arrow(plan).repartition(_blocks(plan.num_rows, cfg.data.decode_batch_size))
-    return _decode(ds, cfg, image_size, train=True, rows=rows)
+    return _decode(ds, cfg, image_size, train=True, rows=rows,
+                   cache_location=prepare_cache(cfg, rows, image_size, train=True))
 
 
 def rank_dataset_name(rank: int) -> str:
@@ -216,13 +275,15 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
 
     per_rank = cfg.train.batch_size
     world = cfg.train.num_workers
-    plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step)
+    plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
+    cache_location = prepare_cache(cfg, rows, image_size, train=True)
     position = np.arange(plan.num_rows) % (per_rank * world)
     out = {}
     for rank in range(world):
         part = plan.take(np.flatnonzero(position // per_rank == rank))
         ds = ray.data.from_arrow(part).repartition(_blocks(part.num_rows, cfg.data.decode_batch_size))
-        out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows)
+        out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows,
+                                               cache_location=cache_location)
     return out
 
 
@@ -235,7 +296,8 @@ def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):
               "end_s": np.nan if r.end_s is None else r.end_s}
              for i, r in enumerate(rows)]
     ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), cfg.data.decode_batch_size))
-    return _decode(ds, cfg, image_size, train=False)
+    return _decode(ds, cfg, image_size, train=False,
+                   cache_location=prepare_cache(cfg, rows, image_size, train=False))
 
 
 def eval_texts(rows: list[ClipRow]) -> tuple[list[str], np.ndarray]:

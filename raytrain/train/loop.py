@@ -42,6 +42,8 @@ def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
     dtypes.update({column: torch.bool for column in random_mask_columns(cfg)})
     if cfg.data.on_bad_video == "skip":
         dtypes["bad_clip"] = torch.int64  # the plan clip a substitute replaced, or -1
+    if cfg.data.cache == "frames":
+        dtypes["cache_hit"] = torch.bool  # the clip's frames came from the frame cache
     return dtypes
 
 
@@ -157,6 +159,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard(f"train_rank{rank}" if cfg.data.per_rank_plan else "train")
     running: list[float] = []
     new_bad: list[int] = []  # plan clips replaced since the last report (this rank)
+    cache_hits: list[float] = []  # data.cache=frames: share of this rank's clips read from the cache
     model.train()
     batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
                                        dtypes=train_dtypes(cfg))
@@ -168,6 +171,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         bad_clips = batch.pop("bad_clip", None)
         if bad_clips is not None:
             new_bad.extend(int(c) for c in bad_clips[bad_clips >= 0])
+        hit = batch.pop("cache_hit", None)
+        if hit is not None:
+            cache_hits.append(float(hit.float().mean()))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
             loss, logs = model(batch)
@@ -197,6 +203,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             writer.add_scalar("train/epoch", step / steps_per_epoch, step)
             for key, value in logs.items():
                 writer.add_scalar(f"train/{key}", float(value), step)
+            if cache_hits:
+                writer.add_scalar("data/cache_hit_rate", float(np.mean(cache_hits[-cfg.train.log_every:])), step)
         if step % cfg.train.checkpoint_every == 0 and step < end_step:
             metrics = _loss_metrics(running)
             if cfg.train.eval_every and step % cfg.train.eval_every == 0:  # e.g. for a sweep's ASHA

@@ -1,0 +1,218 @@
+"""The frame cache (``data.cache: frames``): sampled, resized uint8 frames kept in Arrow IPC shards.
+
+The first time a clip is needed its frames are decoded (for training: ``data.cache_samplings``
+temporal samplings at once, from one open of the file) and written to a shard; later epochs and
+evaluations read them back instead of decoding. No Ray here: the decode actors of
+``raytrain.data.pipeline`` own a :class:`FrameCache` each.
+
+Why Arrow IPC files, not Parquet: training reads clips in a shuffled order, and an IPC file gives
+random access to one record batch (one clip sampling) by memory-mapping a local file, or by a ranged
+read from object storage, with no row group to decompress.
+
+Layout: ``<cache root>/<split>-<key>/`` holds ``meta.json`` (what the key was made from) and
+``shard-*.arrow`` files, one record batch per (clip, sampling); each shard's schema metadata lists its
+(clip, sampling) pairs, so a reader indexes a shard from its footer alone. The key hashes everything
+the frames depend on (the rows' files, sizes and modification times, segments, frame count, image
+size, samplings, decoder, seed), so a changed manifest or sampling config gets a new folder and never
+reads stale frames. Frames are a pure function of the key, clip and sampling: two actors that both
+miss a clip write identical duplicates, never conflicting data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from raytrain.config import Config
+from raytrain.data.manifest import ClipRow
+from raytrain.storage import is_uri, join, run_location
+
+FORMAT_VERSION = 1
+SHARD_SUFFIX = ".arrow"
+_SCHEMA = pa.schema([("clip", pa.int64()), ("sampling", pa.int32()), ("frames", pa.binary())])
+
+
+def cache_root(cfg: Config) -> str:
+    """``data.cache_dir``, or the run folder's ``frame_cache`` (local path or URI)."""
+    return cfg.data.cache_dir or join(run_location(cfg), "frame_cache")
+
+
+def num_samplings(cfg: Config, train: bool) -> int:
+    """Train clips keep ``data.cache_samplings`` temporal samplings; eval clips their one (centres)."""
+    return cfg.data.cache_samplings if train else 1
+
+
+def _file_state(path: str) -> list:
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [None, None]  # not readable here: the decode will name the file when it is needed
+
+
+def fingerprint(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, train: bool) -> dict:
+    """Everything the cached frames depend on (captions do not: tokens are never cached)."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row.path, row.start_s, row.end_s, *_file_state(row.path)]).encode())
+    return {"format": FORMAT_VERSION, "split": split, "train": train, "clips": len(rows),
+            "rows_sha256": digest.hexdigest(), "num_frames": cfg.data.num_frames, "image_size": image_size,
+            "samplings": num_samplings(cfg, train), "decoder": cfg.data.decoder,
+            "seed": cfg.train.seed if train else None}
+
+
+def cache_key(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fs(location: str):
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
+
+
+def _changes(old: dict, new: dict) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    named = {"rows_sha256": "the rows' files, sizes, times or segments", "clips": "the number of clips"}
+    return "; ".join(named.get(k, f"{k} {old.get(k)!r} -> {new.get(k)!r}") for k in keys) or "unknown"
+
+
+def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, train: bool) -> str:
+    """The cache folder for this split and config (created, with ``meta.json``). Folders of the same
+    split with another key are stale: removed when they live in the run folder, reported (and left for
+    other runs) in a shared ``data.cache_dir``."""
+    import pyarrow.fs
+
+    fp = fingerprint(cfg, rows, split, image_size, train)
+    root = cache_root(cfg)
+    name = f"{split}-{cache_key(fp)}"
+    fs, root_path = _fs(root)
+    fs.create_dir(f"{root_path}/{name}", recursive=True)
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root_path, allow_not_found=True)):
+        other = info.base_name
+        if info.type != pyarrow.fs.FileType.Directory or other == name or not other.startswith(f"{split}-"):
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/meta.json") as f:
+                why = _changes(json.loads(f.read()), fp)
+        except (OSError, ValueError):
+            why = "no readable meta.json"
+        if cfg.data.cache_dir:
+            print(f"[raytrain] frame cache {join(root, other)} does not match this run ({why}); "
+                  f"not used, left in the shared data.cache_dir", flush=True)
+        else:
+            print(f"[raytrain] frame cache {join(root, other)} invalidated ({why}); removed", flush=True)
+            fs.delete_dir(info.path)
+    meta = f"{root_path}/{name}/meta.json"
+    if fs.get_file_info(meta).type == pyarrow.fs.FileType.NotFound:
+        with fs.open_output_stream(meta) as f:
+            f.write(json.dumps(fp, indent=2, sort_keys=True).encode())
+    return join(root, name)
+
+
+def sampling_rngs(seed: int, clip: int, samplings: int) -> list[np.random.Generator]:
+    """The frame-offset generators of a train clip's cached samplings (one per sampling)."""
+    return [np.random.default_rng([seed, clip, k, 0xF4A3]) for k in range(samplings)]
+
+
+def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]]) -> str:
+    """Write ``(clip, sampling, frames)`` items as one shard; returns its name. A reader never sees a
+    partial shard: local shards are written under a hidden name and renamed, object stores publish an
+    upload only when it completes."""
+    if not items:
+        raise ValueError("write_shard needs at least one item")
+    shape = list(items[0][2].shape)
+    pairs = [[int(c), int(k)] for c, k, _ in items]
+    schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shape": json.dumps(shape)})
+    name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
+    fs, path = _fs(location)
+    final = f"{path}/{name}"
+    target = final if is_uri(location) else f"{path}/.{name}.tmp"
+    with fs.open_output_stream(target) as sink, pa.ipc.new_file(sink, schema) as writer:
+        for clip, k, frames in items:
+            if list(frames.shape) != shape or frames.dtype != np.uint8:
+                raise ValueError(f"frame cache items must share one uint8 shape {shape}; "
+                                 f"clip {clip} sampling {k} has {frames.dtype} {list(frames.shape)}")
+            writer.write_batch(pa.record_batch(
+                [pa.array([clip], pa.int64()), pa.array([k], pa.int32()),
+                 pa.array([np.ascontiguousarray(frames).tobytes()], pa.binary())], schema=schema))
+    if target != final:
+        fs.move(target, final)
+    return name
+
+
+class FrameCache:
+    """Reads (and, through :func:`write_shard`, fills) one cache folder. The index of which shard holds
+    which (clip, sampling) is refreshed from the folder listing on a miss, at most every
+    ``refresh_s`` seconds, so shards written by other actors are found without a listing per read."""
+
+    def __init__(self, location: str, refresh_s: float = 2.0):
+        self.location = location
+        self.refresh_s = refresh_s
+        self._fs, self._path = _fs(location)
+        self._index: dict[tuple[int, int], tuple[str, int]] = {}
+        self._readers: dict[str, tuple[pa.ipc.RecordBatchFileReader, list[int]]] = {}
+        self._refreshed = float("-inf")
+        self.hits = 0
+        self.misses = 0
+
+    def refresh(self) -> None:
+        import pyarrow.fs
+
+        self._refreshed = time.monotonic()
+        infos = self._fs.get_file_info(pyarrow.fs.FileSelector(self._path, allow_not_found=True))
+        for info in infos:
+            name = info.base_name
+            if not name.endswith(SHARD_SUFFIX) or name.startswith(".") or name in self._readers:
+                continue
+            try:
+                reader = self._open(info.path)
+                meta = reader.schema.metadata or {}
+                pairs = json.loads(meta[b"pairs"])
+                shape = json.loads(meta[b"shape"])
+            except (OSError, KeyError, ValueError, pa.ArrowInvalid) as exc:
+                print(f"[raytrain] frame cache: ignoring unreadable shard {join(self.location, name)} "
+                      f"({type(exc).__name__}: {exc})", flush=True)
+                self._readers[name] = (None, [])  # do not try it again
+                continue
+            self._readers[name] = (reader, shape)
+            for i, (clip, k) in enumerate(pairs):
+                self._index.setdefault((int(clip), int(k)), (name, i))
+
+    def _open(self, path: str) -> pa.ipc.RecordBatchFileReader:
+        if is_uri(self.location):
+            return pa.ipc.open_file(self._fs.open_input_file(path))  # ranged reads per record batch
+        return pa.ipc.open_file(pa.memory_map(path, "r"))  # pages come in on demand
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        return key in self._index
+
+    def get(self, clip: int, sampling: int) -> np.ndarray | None:
+        """The cached frames of ``(clip, sampling)`` (a fresh array), or None when not cached."""
+        key = (int(clip), int(sampling))
+        if key not in self._index and time.monotonic() - self._refreshed >= self.refresh_s:
+            self.refresh()
+        found = self._index.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        reader, shape = self._readers[found[0]]
+        batch = reader.get_batch(found[1])
+        data = batch.column(2)[0].as_buffer()
+        self.hits += 1
+        return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+
+    def add(self, items: Sequence[tuple[int, int, np.ndarray]]) -> None:
+        """Write items as a new shard and index it (this cache sees its own writes at once)."""
+        if items:
+            write_shard(self.location, items)
+            self.refresh()

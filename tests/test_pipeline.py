@@ -142,3 +142,27 @@ def test_frame_cache_serves_later_epochs_and_evaluations(ray_session, tiny_confi
     cache = frame_cache.FrameCache(prepare_cache(cfg, test_rows, 32, train=False))
     assert all(np.array_equal(cache.get(i, 0), uncached[i]) for i in uncached)  # every clip cached
     assert all(np.array_equal(once[i], uncached[i]) and np.array_equal(twice[i], uncached[i]) for i in uncached)
+
+
+def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(ray_session, tiny_config):
+    from raytrain.config import apply_overrides
+    from raytrain.data.decode import make_decoder
+    from raytrain.data.pipeline import rank_dataset_name, train_datasets_per_rank
+
+    cfg = apply_overrides(tiny_config, ["data.per_rank_plan=true", "data.decode_batch_size=3"])
+    rows = load_manifest(cfg.data.manifest, split="train")
+    plan = build_plan(rows, 8, cfg.train.seed, 1, 4)  # steps 1-3: 4 clips per rank per step
+    clip = plan.column("clip").to_numpy().reshape(3, 2, 4)  # (step, rank, row)
+    seed = plan.column("sample_seed").to_numpy().reshape(3, 2, 4)
+    datasets = train_datasets_per_rank(cfg, rows, image_size=32, start_step=1, end_step=4)
+    ctx = ray_session.data.DataContext.get_current()
+    before, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True  # as the trainer
+    try:
+        for rank in range(2):
+            got = [f for b in datasets[rank_dataset_name(rank)].iter_batches(batch_size=4, batch_format="numpy")
+                   for f in b["frames"]]
+            want = [make_decoder("decord").decode(rows[c].path, 3, 32, train=True, rng=np.random.default_rng(int(s)))
+                    for c, s in zip(clip[:, rank].ravel(), seed[:, rank].ravel())]
+            assert len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))  # its clips, in order
+    finally:
+        ctx.execution_options.preserve_order = before

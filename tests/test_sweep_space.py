@@ -168,3 +168,13 @@ def test_best_config_round_trips_into_train(tmp_path):
     path.write_text("# comment\n" + yaml.safe_dump(best.to_dict(), sort_keys=False))
     again = load_config(path)
     assert again == best and again.mask.high_ratio == 0.5 and again.run.name == "s1-best"
+
+
+def test_sweep_trials_share_one_frame_cache(tmp_path):
+    cfg = apply_overrides(Config(), [f"run.storage_path={tmp_path}", "sweep.name=s", "data.cache=frames"])
+    prepared, notes = prepare_sweep_config(cfg)
+    assert prepared.data.cache_dir == str(tmp_path / "s" / "frame_cache")
+    assert any("share one frame cache" in n for n in notes)
+    mine = apply_overrides(cfg, ["data.cache_dir=s3://bucket/cache"])
+    assert prepare_sweep_config(mine)[0].data.cache_dir == "s3://bucket/cache"  # the user's choice stays
+    assert prepare_sweep_config(apply_overrides(cfg, ["data.cache=none"]))[0].data.cache_dir == ""

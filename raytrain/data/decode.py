@@ -131,7 +131,7 @@ def plan_frame_indices(num_video_frames: int, fps: float | None, num_frames: int
 def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     """Resize ``(T, H, W, 3)`` uint8 frames so the short side is ``size``, then centre-crop to a square.
 
-    Bilinear with antialiasing (torch ``interpolate``); values are rounded and clamped back to uint8.
+    Bilinear with antialiasing (torch ``interpolate`` on uint8, channels last).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -146,9 +146,11 @@ def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     new_h = size if h <= w else max(size, round(h * scale))
     new_w = size if w <= h else max(size, round(w * scale))
     if (new_h, new_w) != (h, w) and t > 0:
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        # uint8 in, channels-last: torch's integer antialiased kernel, ~25x faster than the same resize
+        # in float32 on one CPU thread and within 1 grey level of it.
+        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).permute(0, 3, 1, 2)
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-        out = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out = x.permute(0, 2, 3, 1).numpy()
     else:
         out = frames.astype(np.uint8, copy=False).reshape(t, new_h, new_w, 3)
     top = (new_h - size) // 2

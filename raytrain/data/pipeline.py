@@ -251,13 +251,21 @@ def _blocks(num_rows: int, rows_per_block: int) -> int:
     return max(1, min(-(-num_rows // max(1, rows_per_block)), 2000))
 
 
+def _table_dataset(table, rows_per_block: int):
+    """``table`` as a dataset, in order, cut into blocks on the driver: a ``repartition`` would run Ray
+    tasks, which wait forever when the decode actors hold every CPU of a small cluster."""
+    import ray.data
+
+    size = -(-table.num_rows // _blocks(table.num_rows, rows_per_block)) or 1
+    return ray.data.from_arrow([table.slice(i, size) for i in range(0, table.num_rows, size)] or [table])
+
+
 def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int):
     """One pass over the epoch plan for steps ``[start_step, end_step)``."""
-    import ray.data
 
     global_batch = cfg.train.batch_size * cfg.train.num_workers
     plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
-    ds = ray.data.from_arrow(plan).repartition(_blocks(plan.num_rows, cfg.data.decode_batch_size))
+    ds = _table_dataset(plan, cfg.data.decode_batch_size)
     return _decode(ds, cfg, image_size, train=True, rows=rows,
                    cache_location=prepare_cache(cfg, rows, image_size, train=True))
 
@@ -271,7 +279,6 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
     """``data.per_rank_plan``: one dataset per rank holding that rank's ``batch_size`` rows of every
     planned step, in plan order. Read unsplit with ``preserve_order``, each rank's batches are then a
     pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
-    import ray.data
 
     per_rank = cfg.train.batch_size
     world = cfg.train.num_workers
@@ -281,7 +288,7 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
     out = {}
     for rank in range(world):
         part = plan.take(np.flatnonzero(position // per_rank == rank))
-        ds = ray.data.from_arrow(part).repartition(_blocks(part.num_rows, cfg.data.decode_batch_size))
+        ds = _table_dataset(part, cfg.data.decode_batch_size)
         out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows,
                                                cache_location=cache_location)
     return out

@@ -31,6 +31,8 @@ def resolve_paths(cfg: Config) -> Config:
     overrides = [f"data.manifest={os.path.abspath(cfg.data.manifest)}"]
     if "://" not in cfg.run.storage_path:
         overrides.append(f"run.storage_path={os.path.abspath(cfg.run.storage_path)}")
+    if cfg.data.cache_dir and "://" not in cfg.data.cache_dir:
+        overrides.append(f"data.cache_dir={os.path.abspath(cfg.data.cache_dir)}")
     if cfg.model.pretrained:
         overrides.append(f"model.pretrained={os.path.abspath(os.path.expanduser(cfg.model.pretrained))}")
     return apply_overrides(cfg, overrides)

@@ -80,6 +80,10 @@ def prepare_sweep_config(cfg: Config) -> tuple[Config, list[str]]:
         cfg = apply_overrides(cfg, [f"train.eval_every={cfg.train.checkpoint_every}"])
         notes.append(f"ASHA stops trials on {s.metric}: evaluating every checkpoint "
                      f"(train.eval_every={cfg.train.checkpoint_every})")
+    if cfg.data.cache == "frames" and not cfg.data.cache_dir:
+        cache_dir = join(sweep_dir(cfg), "frame_cache")
+        cfg = cfg.replace(**{"data.cache_dir": cache_dir if is_uri(cache_dir) else os.path.abspath(cache_dir)})
+        notes.append(f"the trials share one frame cache: {cfg.data.cache_dir}")
     expected = {"t2v_MdR", "t2v_MnR", "v2t_MdR", "v2t_MnR", "loss"}
     if (s.metric in expected) != (s.mode == "min"):
         notes.append(f"warning: sweep.mode={s.mode} for {s.metric} (lower is better for ranks and loss)")

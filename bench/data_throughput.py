@@ -1,0 +1,174 @@
+"""raytrain's data pipeline vs a plain multiprocessing decord Pool, same clips, same cores; and a
+frame-cache epoch (reads) vs the decode epoch that filled it.
+
+Every variant turns the same H.264 clips into ``--frames`` training frames resized and centre-cropped
+to ``--size`` (uint8), one random temporal sampling per clip:
+
+* ``pool``: ``multiprocessing.Pool(--cpus)`` mapping ``DecordDecoder.decode`` over the clips (the
+  workers are warmed up first, so this is the Pool's steady state);
+* ``raytrain``: ``raytrain.data.pipeline.train_dataset`` (epoch plan → Ray Data decode actors, which
+  also tokenise the captions) on a local Ray with ``--cpus`` CPUs and ``--cpus`` decode actors, read by
+  the driver, ``--epochs`` epochs in one pass as a training run reads it. Timed end to end (actor
+  start-up included) and steady (from the batch that completes the first quarter of the clips on);
+* ``cache fill`` / ``cache hit``: the same with ``data.cache=frames``: the first epoch decodes
+  ``--samplings`` samplings per clip and writes them, the second epoch reads them back.
+
+    .venv/bin/python bench/data_throughput.py                      # 96 clips of 320x240 on 2 CPUs
+    .venv/bin/python bench/data_throughput.py --cpus 16 --clips 512 # a bigger machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+for _key, _value in {"RAY_DATA_USE_DATASOURCE_V2": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
+                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}.items():
+    os.environ.setdefault(_key, _value)
+
+import numpy as np
+
+
+def _decode_one_frames(item: tuple[str, int, int, int]) -> np.ndarray:
+    """One Pool task; the frames go back to the parent (pickled through the pipe), as the pipeline's
+    travel to its reader through the object store."""
+    from raytrain.data.decode import DecordDecoder
+
+    path, frames, size, seed = item
+    return DecordDecoder().decode(path, frames, size, train=True, rng=np.random.default_rng(seed))
+
+
+def _one_thread() -> None:
+    """One torch thread per Pool process (the resize runs in torch), as Ray gives each 1-CPU actor;
+    without it the processes oversubscribe the cores and the baseline is slower than it need be."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pool_clips_per_s(paths: list[str], cpus: int, frames: int, size: int) -> float:
+    items = [(p, frames, size, i) for i, p in enumerate(paths)]
+    with multiprocessing.get_context("fork").Pool(cpus, initializer=_one_thread) as pool:
+        list(pool.imap_unordered(_decode_one_frames, items[:cpus], chunksize=1))  # warm: imports, first open
+        t0 = time.perf_counter()
+        n = sum(1 for _ in pool.imap_unordered(_decode_one_frames, items, chunksize=1))
+        return n / (time.perf_counter() - t0)
+
+
+def pipeline_rates(cfg, rows, size: int, start_step: int, end_step: int) -> dict[str, float]:
+    """Clips/s of one pass of raytrain's train pipeline: end to end (actor start-up included), and
+    steady: from the batch that completes the first quarter of the clips to the last batch (by then
+    every actor is decoding, and the rate is not inflated by blocks decoded before the first batch)."""
+    from raytrain.data.pipeline import train_dataset
+
+    t0 = time.perf_counter()
+    ds = train_dataset(cfg, rows, image_size=size, start_step=start_step, end_step=end_step)
+    timeline, n, hits = [], 0, 0
+    for batch in ds.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy", prefetch_batches=2):
+        n += len(batch["frames"])
+        hits += int(batch["cache_hit"].sum()) if "cache_hit" in batch else 0
+        timeline.append((time.perf_counter(), n))
+    t_q, n_q = next((t, c) for t, c in timeline if c >= n / 4)
+    t1 = timeline[-1][0]
+    return {"clips": n, "total": n / (t1 - t0), "steady": (n - n_q) / max(t1 - t_q, 1e-9),
+            "startup_s": timeline[0][0] - t0, "hit": hits / n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=160)
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs in the no-cache pipeline pass")
+    ap.add_argument("--samplings", type=int, default=4, help="data.cache_samplings for the cache rows")
+    ap.add_argument("--decode-batch", type=int, default=4, help="data.decode_batch_size")
+    ap.add_argument("--data", default="/tmp/raytrain_bench_data", help="where the clips are generated")
+    ap.add_argument("--out", default=None, help="also write the report to this file")
+    args = ap.parse_args()
+
+    import ray
+
+    from raytrain.config import Config, apply_overrides
+    from raytrain.data.manifest import load_manifest
+    from raytrain.data.synth import generate_synthvtt
+
+    data = Path(args.data) / f"{args.clips}x{args.width}x{args.height}"
+    manifest = data / "manifest.parquet"
+    if not manifest.exists():
+        t0 = time.perf_counter()
+        generate_synthvtt(data, num_videos=args.clips, seed=0, test_fraction=0.0001,
+                          width=args.width, height=args.height)
+        print(f"generated {args.clips} clips of {args.width}x{args.height} in {time.perf_counter() - t0:.1f} s")
+    batch = args.decode_batch
+    rows = load_manifest(manifest, split="train")
+    rows = rows[:len(rows) // batch * batch]  # whole steps: epoch 1 visits every clip epoch 2 reads
+    paths = [r.path for r in rows]
+    mean_s = np.mean([float(_duration(p)) for p in paths[:16]])
+    steps = len(rows) // batch
+    runs = Path(args.data) / "runs"
+    cfg = apply_overrides(Config(), [
+        f"data.manifest={manifest}", f"data.num_frames={args.frames}", "data.max_words=32",
+        f"data.decode_actors={args.cpus}", "data.decode_cpus=1", f"data.decode_batch_size={batch}",
+        "data.decode_timeout_s=0", "model.arch=RT-Tiny-ViT", "train.num_workers=1",
+        f"train.batch_size={batch}", f"run.storage_path={runs}", f"run.name=bench{time.time_ns()}"])
+    cached = apply_overrides(cfg, ["data.cache=frames", f"data.cache_samplings={args.samplings}"])
+
+    import torch
+
+    head = [(f"# bench/data_throughput.py on {platform.node()}: {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} CPUs visible, using {args.cpus} (Pool processes = Ray CPUs = decode actors); "
+             f"torch {torch.__version__}, ray {ray.__version__}"),
+            (f"# {len(rows)} SynthVTT H.264 clips, {args.width}x{args.height}, mean {mean_s:.1f} s; "
+             f"{args.frames} frames per clip (random offsets) resized to {args.size}, uint8; decode batch {batch}")]
+    print("\n".join(head), flush=True)
+    pool = pool_clips_per_s(paths, args.cpus, args.frames, args.size)
+
+    ray.init(num_cpus=args.cpus, object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    plain = pipeline_rates(cfg, rows, args.size, 0, args.epochs * steps)  # one pass, as a run reads it
+    fill = pipeline_rates(cached, rows, args.size, 0, steps)  # epoch 0: decode every sampling, write
+    hit = pipeline_rates(cached, rows, args.size, steps, 2 * steps)  # epoch 1: read
+    ray.shutdown()
+    cache_bytes = sum(f.stat().st_size for f in (runs / cached.run.name / "frame_cache").rglob("*.arrow"))
+    shutil.rmtree(runs / cached.run.name, ignore_errors=True)
+
+    ratio = plain["steady"] / pool
+    lines = ["", f"{'variant':44s} {'clips/s':>9s} {'vs pool':>8s}",
+             f"{'multiprocessing Pool + decord (steady)':44s} {pool:9.2f} {1.0:8.2f}",
+             f"{'raytrain pipeline, steady':44s} {plain['steady']:9.2f} {ratio:8.2f}",
+             (f"{f'raytrain pipeline, end to end, {args.epochs} epochs':44s} {plain['total']:9.2f} "
+             f"{plain['total'] / pool:8.2f}"),
+             f"  (actor start-up to the first batch: {plain['startup_s']:.1f} s, once per run)",
+             "", f"{'frame cache (data.cache=frames)':44s} {'clips/s':>9s} {'vs decode':>9s}  hit rate",
+             f"{'no cache: decode 1 sampling (as above)':44s} {plain['steady']:9.2f} {1.0:9.2f}"]
+    for label, r in ((f"epoch 1: decode {args.samplings} samplings + write", fill),
+                     ("epoch 2: read from the cache", hit)):
+        lines.append(f"{label:44s} {r['steady']:9.2f} {r['steady'] / plain['steady']:9.2f}  {r['hit']:.2f}")
+    lines += [(f"  (steady rates; end to end: fill {fill['total']:.2f}, hit {hit['total']:.2f} clips/s; "
+               f"cache {cache_bytes / 2**20:.0f} MiB for {len(rows)} clips x {args.samplings} samplings)"),
+              "", (f"ratio raytrain / Pool (steady): {ratio:.2f} (target >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}); "
+                   f"cache-hit epoch / decode epoch: {hit['steady'] / plain['steady']:.1f}x")]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text("\n".join(head + lines) + "\n")
+
+
+def _duration(path: str) -> float:
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    return len(reader) / reader.get_avg_fps()
+
+
+if __name__ == "__main__":
+    main()

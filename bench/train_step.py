@@ -9,6 +9,11 @@ frames and the same 77-token captions; medians of interleaved steps.
 
     .venv/bin/python bench/train_step.py                        # ViT-B-32 random init, 8 clips x 4 frames
     .venv/bin/python bench/train_step.py --arch ViT-B-16 --batch 64 --frames 12   # on a GPU
+    .venv/bin/python bench/train_step.py --compile --grad-checkpointing  # also those two variants
+
+MFU: the model FLOPs of one step (forward + backward, counted once by ``torch.utils.flop_counter`` on
+the bare step; optimizer excluded) divided by the step time and by the device's peak: dense bf16
+tensor-core peak for known GPUs (``--peak-tflops`` to give one), none on a CPU (achieved TFLOP/s only).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from timing import time_steps  # bench/timing.py (the script folder is on sys.path)
 
 
-def bare_step_fn(arch: str, batch: dict, device: torch.device, amp):
+def bare_step_fn(arch: str, batch: dict, device: torch.device, amp, optimizer: bool = True):
     import open_clip
 
     torch.manual_seed(0)
@@ -43,7 +48,8 @@ def bare_step_fn(arch: str, batch: dict, device: torch.device, amp):
             loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        if optimizer:
+            opt.step()
     return step
 
 
@@ -52,8 +58,11 @@ def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
     from raytrain.train.schedule import build_optimizer, build_scheduler
 
     torch.manual_seed(0)
-    objective = build_objective(cfg).to(device).train()
-    opt = build_optimizer(objective, cfg.optim)
+    module = build_objective(cfg).to(device).train()
+    opt = build_optimizer(module, cfg.optim)
+    objective = module  # what the loop calls: compiled when train.compile asks for it
+    if cfg.train.compile != "none":
+        objective = torch.compile(module, mode=None if cfg.train.compile == "default" else cfg.train.compile)
     scheduler = build_scheduler(opt, 10_000, cfg.optim)
     running: list[float] = []
 
@@ -62,12 +71,37 @@ def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
             loss, _ = objective(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.optim.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
         if bool(torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)):
             opt.step()
             running.append(float(loss.detach()))
         scheduler.step()
     return step
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by a substring of torch.cuda.get_device_name().
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
+                    "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 125.0}
+
+
+def peak_tflops(device: torch.device, given: float) -> float | None:
+    if given:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def step_flops(arch: str, batch: dict, device: torch.device, amp) -> int:
+    """Model FLOPs of one bare CLIP4Clip forward + backward (what every variant computes; MASCOT more)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = bare_step_fn(arch, batch, device, amp, optimizer=False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -78,6 +112,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--compile", action="store_true", help="also time raytrain with train.compile=default")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="also time raytrain with model.grad_checkpointing=true")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's peak for MFU (default: known GPUs)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     if args.threads:
@@ -106,21 +144,36 @@ def main() -> None:
     steps = {"bare": bare_step_fn(args.arch, batch, device, amp),
              "raytrain": raytrain_step_fn(base, batch, device, amp),
              "raytrain_mascot": raytrain_step_fn(mascot, batch, device, amp)}
+    labels = {"bare": "bare PyTorch CLIP4Clip", "raytrain": "raytrain CLIP4Clip (baseline)",
+              "raytrain_mascot": "raytrain MASCOT"}
+    if args.compile:
+        steps["compiled"] = raytrain_step_fn(apply_overrides(base, ["train.compile=default"]), batch, device, amp)
+        labels["compiled"] = "raytrain CLIP4Clip, train.compile"
+    if args.grad_checkpointing:
+        steps["ckpt"] = raytrain_step_fn(apply_overrides(base, ["model.grad_checkpointing=true"]), batch, device, amp)
+        labels["ckpt"] = "raytrain CLIP4Clip, grad checkpointing"
+    flops = step_flops(args.arch, batch, device, amp)
     t = time_steps(steps, args.repeats, args.warmup)
+    peak = peak_tflops(device, args.peak_tflops)
 
     where = torch.cuda.get_device_name() if device.type == "cuda" else (platform.processor() or "cpu")
     lines = [(f"# bench/train_step.py on {platform.node()}: {where} ({torch.get_num_threads()} CPU threads), "
              f"torch {torch.__version__}, {'bf16 autocast, fused AdamW' if device.type == 'cuda' else 'fp32'}"),
              (f"# model {args.arch} (random init), batch {args.batch} clips x {args.frames} frames @ {size}px, "
              f"77-token captions, median of {args.repeats} interleaved steps (forward + backward + AdamW)"),
-             f"{'step':<36}{'seconds':>9}{'clips/s':>9}{'throughput vs bare':>20}"]
-    for name, label in (("bare", "bare PyTorch CLIP4Clip"), ("raytrain", "raytrain CLIP4Clip (baseline)"),
-                        ("raytrain_mascot", "raytrain MASCOT")):
-        lines.append(f"{label:<36}{t[name]:>9.3f}{args.batch / t[name]:>9.1f}{t['bare'] / t[name]:>20.3f}")
+             (f"# model FLOPs per step (CLIP4Clip forward + backward): {flops / 1e12:.3f} TFLOP; "
+              f"peak {f'{peak:g} TFLOP/s' if peak else 'unknown (CPU): MFU not computed'}"),
+             f"{'step':<40}{'seconds':>9}{'clips/s':>9}{'vs bare':>9}{'TFLOP/s':>9}{'MFU':>7}"]
+    for name, label in labels.items():
+        achieved = flops / t[name] / 1e12
+        mfu = f"{achieved / peak:7.1%}" if peak and name != "raytrain_mascot" else f"{'-':>7}"
+        tflops = f"{achieved:9.3f}" if name != "raytrain_mascot" else f"{'-':>9}"
+        lines.append(f"{label:<40}{t[name]:>9.3f}{args.batch / t[name]:>9.1f}{t['bare'] / t[name]:>9.3f}"
+                     f"{tflops}{mfu}")
     ratio = t["bare"] / t["raytrain"]
     lines.append(f"baseline throughput ratio raytrain / bare = {ratio:.3f} "
-                 f"(target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'}); "
-                 f"MFU: not computed yet (needs a GPU run and the model's FLOPs per clip)")
+                 f"(target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'}); MASCOT's extra passes are not "
+                 f"counted in the FLOPs, so it has no TFLOP/s or MFU figure")
     print("\n".join(lines))
     if args.out:
         with open(args.out, "w") as f:

@@ -70,6 +70,9 @@ class ModelSection:
     temporal: Literal["meanP", "seqTransf"] = "meanP"
     temporal_layers: int = 4
     max_logit_scale: float = 100.0
+    # Recompute each transformer block's activations in the backward pass instead of storing them
+    # (towers and seqTransf): less memory for long clips / big batches, ~30 % more compute.
+    grad_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ class TrainSection:
     max_steps: int = 0  # > 0 caps the total number of optimizer steps
     stop_at_step: int = 0  # > 0: checkpoint and stop cleanly after this step (time-boxed jobs, tests)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # torch.compile the training objective (after DDP wraps it) with this mode; none = eager.
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     checkpoint_every: int = 50  # steps
     keep_checkpoints: int = 2
     log_every: int = 10

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import Transformer, VisionTransformer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from raytrain.config import ModelSection
 
@@ -114,10 +115,11 @@ def vit_forward(visual: VisionTransformer, images: torch.Tensor, keep_index: tor
         if not getattr(transformer, "batch_first", True):
             raise ValueError("attention-based masking needs a batch-first open_clip transformer")
         blocks = list(transformer.resblocks)
-        for block in blocks[:-1]:
-            x = block(x)
+        recompute = getattr(transformer, "grad_checkpointing", False) and torch.is_grad_enabled()
+        for block in blocks[:-1]:  # as open_clip's Transformer.forward, with its checkpointing
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         attention = cls_attention(blocks[-1], x)
-        x = blocks[-1](x)
+        x = checkpoint(blocks[-1], x, use_reentrant=False) if recompute else blocks[-1](x)
     else:
         x = visual.transformer(x)
     pooled, _ = visual._pool(x)
@@ -320,4 +322,14 @@ def build_clip(arch: str, pretrained: str | None = None) -> nn.Module:
 
 def build_model(cfg: ModelSection) -> VideoTextDualEncoder:
     clip = build_clip(cfg.arch, cfg.pretrained)
-    return VideoTextDualEncoder(clip, cfg.temporal, cfg.temporal_layers, cfg.max_logit_scale)
+    model = VideoTextDualEncoder(clip, cfg.temporal, cfg.temporal_layers, cfg.max_logit_scale)
+    if cfg.grad_checkpointing:
+        set_grad_checkpointing(model)
+    return model
+
+
+def set_grad_checkpointing(model: VideoTextDualEncoder, enable: bool = True) -> None:
+    """Recompute block activations in backward: both open_clip towers and the seqTransf transformer."""
+    model.clip.set_grad_checkpointing(enable)
+    if isinstance(model.temporal, SeqTransf):
+        model.temporal.transformer.grad_checkpointing = enable

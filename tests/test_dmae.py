@@ -233,18 +233,21 @@ def test_dmae_variants_compose():
     assert torch.isfinite(loss) and mascot.model.clip.logit_scale.requires_grad  # L_mv / L_co still use it
 
 
-def test_retrieval_uses_the_dmae_similarity():
+@pytest.mark.parametrize("sim_block", [1024, 3, 1])
+def test_retrieval_uses_the_dmae_similarity(sim_block):
+    """Scored with DMAE's own similarity, ``sim_block`` queries at a time (exactly the full-matrix metrics)."""
     obj = _objective()
     assert retrieval_model(obj) is obj
     clip4clip = build_objective(apply_overrides(Config(), ["model.arch=RT-Micro-ViT"]))
     assert retrieval_model(clip4clip) is clip4clip.model
     batch = _batch()
-    captions = ["a red circle moves left", "a blue square", "two green stars", "a yellow cross moves up"]
-    owner = np.arange(4)
+    captions = ["a red circle moves left", "a blue square", "two green stars", "a yellow cross moves up",
+                "a circle going left", "three stars"]
+    owner = np.array([0, 1, 2, 3, 0, 2])  # multi-caption videos
     tok = get_tokenizer("RT-Micro-ViT", 16)
     batches = [{"frames": batch["frames"][:3], "video_index": torch.tensor([0, 1, 2])},
                {"frames": batch["frames"][3:], "video_index": torch.tensor([3])}]
-    metrics = evaluate_model(obj, batches, captions, owner, 4, tok, "cpu", text_batch_size=3)
+    metrics = evaluate_model(obj, batches, captions, owner, 4, tok, "cpu", text_batch_size=3, sim_block=sim_block)
     obj.eval()
     with torch.no_grad():
         sim = obj.similarity(obj.text_features(tok(captions)), obj.video_features(batch["frames"]))

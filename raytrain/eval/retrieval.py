@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from raytrain.eval.metrics import both_directions
-from raytrain.eval.sharded import sharded_both_directions
+from raytrain.eval.sharded import sharded_both_directions, sharded_scores
 
 
 @torch.no_grad()
@@ -69,6 +68,11 @@ def embed_text_features(model, tokenizer, texts: list[str], batch_size: int, dev
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
+def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    """Items ``start:stop`` of a feature dict (every tensor has the item axis first)."""
+    return {k: v[start:stop] for k, v in features.items()}
+
+
 def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video: np.ndarray,
                         block: int = 1024) -> dict[str, float]:
     """Both directions, ``block`` queries at a time (exact; memory ``block x candidates``)."""
@@ -90,9 +94,10 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
         if hasattr(model, "similarity"):
             videos = embed_video_features(model.video_features, batches, num_videos, device, autocast_dtype)
             text_feats = embed_text_features(model, tokenizer, texts, text_batch_size, device)
-            with torch.no_grad():
-                sim = model.similarity(text_feats, videos).float().numpy()
-            metrics = both_directions(sim, text_to_video)
+            metrics = sharded_scores(
+                lambda a, b: model.similarity(_rows(text_feats, a, b), videos),
+                lambda a, b: model.similarity(text_feats, _rows(videos, a, b)).T,
+                num_videos, text_to_video, block=sim_block)
         else:
             video_emb = embed_videos(model, batches, num_videos, device, autocast_dtype)
             text_emb = embed_texts(model, tokenizer, texts, text_batch_size, device)

@@ -37,26 +37,36 @@ def sharded_both_directions(text_emb: torch.Tensor, video_emb: torch.Tensor, tex
                             block: int = 1024) -> dict[str, float]:
     """``both_directions(text_emb @ video_emb.T, text_to_video)`` computed ``block`` queries at a time."""
     owner = _check_inputs(text_emb, video_emb, text_to_video)
-    num_texts, num_videos = text_emb.shape[0], video_emb.shape[0]
+    text_emb, video_emb = text_emb.float(), video_emb.float()
+    return sharded_scores(lambda a, b: text_emb[a:b] @ video_emb.T, lambda a, b: video_emb[a:b] @ text_emb.T,
+                          video_emb.shape[0], owner, block)
+
+
+@torch.no_grad()
+def sharded_scores(score_texts, score_videos, num_videos: int, text_to_video, block: int = 1024) -> dict[str, float]:
+    """Both directions from score functions instead of embeddings (a method's own similarity, e.g.
+    DMAE's token-wise one): ``score_texts(a, b)`` gives texts ``a:b`` against every video ``(b - a, V)``,
+    ``score_videos(a, b)`` videos ``a:b`` against every text ``(b - a, T)``; each is called on blocks
+    of ``block`` queries, so no full matrix is held."""
+    owner = np.asarray(text_to_video, dtype=np.int64)
+    num_texts = owner.shape[0]
     counts = np.bincount(owner, minlength=num_videos)
     if (counts == 0).any():
         raise ValueError(f"video {int(np.argmax(counts == 0))} has no caption in text_to_video")
-    text_emb, video_emb = text_emb.float(), video_emb.float()
 
     t2v = []
     for start in range(0, num_texts, block):
-        scores = (text_emb[start:start + block] @ video_emb.T).numpy()
+        scores = score_texts(start, min(start + block, num_texts)).float().cpu().numpy()
         correct = np.zeros(scores.shape, dtype=bool)
         correct[np.arange(scores.shape[0]), owner[start:start + block]] = True
         t2v.append(_rank_queries(scores, correct))
 
     v2t = []
     for start in range(0, num_videos, block):
-        scores = (video_emb[start:start + block] @ text_emb.T).numpy()
+        scores = score_videos(start, min(start + block, num_videos)).float().cpu().numpy()
         correct = owner[None, :] == np.arange(start, start + scores.shape[0])[:, None]
         v2t.append(_rank_queries(scores, correct))
 
     out = {f"t2v_{k}": v for k, v in _summary(_collect(t2v)).items()}
     out.update({f"v2t_{k}": v for k, v in _summary(_collect(v2t)).items()})
     return out
-

@@ -64,12 +64,13 @@ def _all_rng_states(world_size: int, extra: Any = None) -> list[Any]:
     return states
 
 
-def _any_rank(flag: bool, world_size: int) -> bool:
+def _any_rank(flags: list[bool], world_size: int) -> list[bool]:
+    """For each flag, whether any rank raised it: one small all-reduce for all of them."""
     if world_size > 1 and dist.is_initialized():
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if f else 0.0 for f in flags])
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-    return flag
+        return [bool(v > 0) for v in t.tolist()]
+    return [bool(f) for f in flags]
 
 
 def _gather_node_ids(world_size: int) -> list[str]:
@@ -98,6 +99,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     module = build_objective(cfg)  # dual encoder + the method's modules; unwrapped, for saving
     model = ray.train.torch.prepare_model(module)
+    if cfg.train.compile != "none":  # after DDP: its optimizer splits the graph at gradient buckets
+        model = torch.compile(model, mode=None if cfg.train.compile == "default" else cfg.train.compile)
     after_step = getattr(module, "after_optimizer_step", None)  # e.g. MILES's EMA snapshot update
     optimizer = build_optimizer(module, cfg.optim)
     steps_per_epoch, total_steps = plan_steps(loop_config["num_train_clips"], world, cfg.train.batch_size,
@@ -183,7 +186,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         loss.backward()  # every rank, even for a NaN: DDP's gradient all-reduce must stay matched
         grad_norm = torch.nn.utils.clip_grad_norm_(
             model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-        if _any_rank(not (torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)), world):
+        # One all-reduce per step: a non-finite loss or gradient on any rank, and (a sweep trial) rank 0
+        # seeing the stop file, which ends the run after this step.
+        non_finite, stop_now = _any_rank(
+            [not (torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)),
+             bool(stop_file) and rank == 0 and exists(stop_file)], world)
+        if non_finite:
             optimizer.zero_grad(set_to_none=True)
             _non_finite(cfg, step + 1, rank, run_dir, counters, writer)
         else:
@@ -213,7 +221,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             _report(cfg, module, optimizer, scheduler, step, world, rank, metrics, start_step,
                     counters, new_bad, train_paths, run_dir, writer)
             running, new_bad = [], []
-        if stop_file and _any_rank(rank == 0 and exists(stop_file), world):
+        if stop_now:
             stopped = True
             break
     if stopped:  # e.g. ASHA stopped this sweep trial: keep a checkpoint of the last step and end

@@ -1,4 +1,4 @@
-"""``raytrain synth|train|eval|demo``: thin commands over the modules (Ray starts only where needed)."""
+"""``raytrain synth|prepare|train|eval|cache|sweep|demo``: thin commands over the modules (Ray starts only where needed)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,37 @@ def _cmd_sweep(args) -> None:
         print(f"best config: {result.best_config_path} (raytrain train --config {result.best_config_path})")
 
 
+def _cmd_cache(args) -> None:
+    """Fill the frame cache of the train and eval splits ahead of training (e.g. on CPU nodes, with
+    ``data.decode_resource``), so that even a run's first epoch reads frames instead of decoding."""
+    from raytrain.data.frame_cache import FrameCache
+    from raytrain.data.pipeline import fill_dataset, prepare_cache
+    from raytrain.ray_env import ensure_ray
+    from raytrain.train.trainer import validate_inputs
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.data.cache != "frames":
+        raise ConfigError("raytrain cache fills the frame cache: set data.cache=frames (in the config or as "
+                          "an override), as the training run that will read it does")
+    inputs = validate_inputs(cfg)  # the manifest (every file) and the model name, before Ray starts
+    cfg = inputs.cfg
+    ensure_ray(cfg)
+    for train, rows in ((True, inputs.train_rows), (False, inputs.eval_rows)):
+        if not rows:
+            continue
+        location = prepare_cache(cfg, rows, inputs.image_size, train)
+        cache = FrameCache(location)
+        cache.refresh()
+        before, t0 = len(cache), time.time()
+        for _ in fill_dataset(cfg, rows, inputs.image_size, train).iter_batches(batch_size=cfg.data.decode_batch_size):
+            pass
+        cache.refresh()
+        samplings = cfg.data.cache_samplings if train else 1
+        split = cfg.data.train_split if train else cfg.data.eval_split
+        print(f"{split}: {len(rows)} clips x {samplings} sampling(s): {before} cached before, {len(cache)} now "
+              f"({time.time() - t0:.1f} s) in {location}", flush=True)
+
+
 def _cmd_prepare(args) -> None:
     from raytrain.data.annotations import prepare
 
@@ -202,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted sweep in DIR")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides of the base config")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("cache", help="fill the frame cache (data.cache=frames) of the train and eval splits")
+    p.add_argument("--config", default=None, help="the training run's YAML config")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.cache=frames")
+    p.set_defaults(func=_cmd_cache)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split")
     p.add_argument("--checkpoint", required=True)

@@ -43,3 +43,8 @@ def test_synth_command(tmp_path, capsys):
 def test_unknown_command():
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_cache_command_needs_the_cache_switched_on(capsys):
+    assert main(["cache"]) == 2
+    assert "set data.cache=frames" in capsys.readouterr().err

@@ -166,3 +166,22 @@ def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(ray_session, tiny
             assert len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))  # its clips, in order
     finally:
         ctx.execution_options.preserve_order = before
+
+
+def test_cache_command_fills_both_splits_before_training(ray_session, tiny_config, tmp_path, capsys):
+    from raytrain.cli import main
+    from raytrain.config import apply_overrides, dump_config
+
+    cfg = apply_overrides(tiny_config, ["data.cache=frames", "data.cache_samplings=2"])
+    dump_config(cfg, tmp_path / "run.yaml")
+    assert main(["cache", "--config", str(tmp_path / "run.yaml")]) == 0
+    out = capsys.readouterr().out
+    rows = load_manifest(cfg.data.manifest, split="train")
+    assert f"train: {len(rows)} clips x 2 sampling(s): 0 cached before, {2 * len(rows)} now" in out
+    assert "test: 12 clips x 1 sampling(s): 0 cached before, 12 now" in out
+    # The run's very first epoch now reads every clip from the cache.
+    hits = [h for b in train_dataset(cfg, rows, image_size=32, start_step=0, end_step=6).iter_batches(
+        batch_size=8, batch_format="numpy") for h in b["cache_hit"]]
+    assert len(hits) == 48 and all(hits)
+    assert main(["cache", "--config", str(tmp_path / "run.yaml")]) == 0  # again: nothing new to do
+    assert f"{2 * len(rows)} cached before, {2 * len(rows)} now" in capsys.readouterr().out

@@ -27,6 +27,7 @@ __all__ = [
     "PyAVDecoder",
     "VideoDecodeError",
     "VideoDecoder",
+    "decode_samplings",
     "make_decoder",
     "plan_frame_indices",
     "resize_center_crop",
@@ -172,9 +173,16 @@ class VideoDecoder(Protocol):
                rng: np.random.Generator | None = None, start_s: float | None = None,
                end_s: float | None = None) -> np.ndarray: ...
 
-    def decode_samplings(self, path: str, num_frames: int, size: int, train: bool,
-                         rngs: Sequence[np.random.Generator | None], start_s: float | None = None,
-                         end_s: float | None = None) -> np.ndarray: ...
+
+def decode_samplings(decoder: VideoDecoder, path: str, num_frames: int, size: int, train: bool,
+                     rngs: Sequence[np.random.Generator | None], start_s: float | None = None,
+                     end_s: float | None = None) -> np.ndarray:
+    """``(len(rngs), num_frames, size, size, 3)``: one sampling per generator. Decoders that can read
+    several samplings from one open of the file (decord, PyAV here) provide ``decode_samplings``;
+    for any other :class:`VideoDecoder` this calls ``decode`` once per sampling."""
+    if hasattr(decoder, "decode_samplings"):
+        return decoder.decode_samplings(path, num_frames, size, train, rngs, start_s, end_s)
+    return np.stack([decoder.decode(path, num_frames, size, train, rng, start_s, end_s) for rng in rngs])
 
 
 def _check_file(path: str, decoder: str) -> None:

@@ -193,6 +193,10 @@ class FrameCache:
             return pa.ipc.open_file(self._fs.open_input_file(path))  # ranged reads per record batch
         return pa.ipc.open_file(pa.memory_map(path, "r"))  # pages come in on demand
 
+    def __len__(self) -> int:
+        """(clip, sampling) entries indexed so far (call :meth:`refresh` first for the folder's count)."""
+        return len(self._index)
+
     def __contains__(self, key: tuple[int, int]) -> bool:
         return key in self._index
 

@@ -9,6 +9,7 @@ epoch plan built from it (``raytrain.data.plan``), evaluation the eval split in 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow
@@ -131,7 +132,7 @@ class DecodeClips:
 
     def _decode(self, path: str, start, end, rngs: list) -> np.ndarray:
         """``(len(rngs), T, S, S, 3)``: one sampling per generator (``[None]`` for eval's centres)."""
-        from raytrain.data.decode import VideoDecodeError
+        from raytrain.data.decode import VideoDecodeError, decode_samplings
 
         if path in self.known_bad:
             raise VideoDecodeError(path, self.decoder.name, "failed earlier in this run")
@@ -139,12 +140,12 @@ class DecodeClips:
                   "start_s": None if start is None or np.isnan(start) else float(start),
                   "end_s": None if end is None or np.isnan(end) else float(end)}
         if not self.timeout_s:
-            return self.decoder.decode_samplings(path, **kwargs)
+            return decode_samplings(self.decoder, path, **kwargs)
         import concurrent.futures as cf
 
         if self._pool is None:
             self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        future = self._pool.submit(self.decoder.decode_samplings, path, **kwargs)
+        future = self._pool.submit(decode_samplings, self.decoder, path, **kwargs)
         try:
             return future.result(timeout=self.timeout_s)
         except cf.TimeoutError:
@@ -292,6 +293,23 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
         out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows,
                                                cache_location=cache_location)
     return out
+
+
+def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool):
+    """Every clip of a split once through the decode actors with the frame cache on (``raytrain
+    cache``): a train clip's first visit writes all of its samplings, an eval clip its centres. Read it
+    to the end; the frames themselves are not needed."""
+    if not train:
+        return eval_dataset(cfg, rows, image_size)
+    table = pa.table({
+        "step": pa.array([0] * len(rows), pa.int64()), "clip": pa.array(range(len(rows)), pa.int64()),
+        "path": pa.array([r.path for r in rows], pa.string()),
+        "start_s": pa.array([r.start_s for r in rows], pa.float64()),
+        "end_s": pa.array([r.end_s for r in rows], pa.float64()),
+        "caption": pa.array([r.captions[0] for r in rows], pa.string()),
+        "sample_seed": pa.array([0] * len(rows), pa.int64()), "sampling": pa.array([0] * len(rows), pa.int32())})
+    return _decode(_table_dataset(table, cfg.data.decode_batch_size), cfg, image_size, train=True, rows=rows,
+                   cache_location=prepare_cache(cfg, rows, image_size, train=True))
 
 
 def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):

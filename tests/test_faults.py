@@ -168,3 +168,27 @@ def test_fire_once_and_the_attempt_log(tmp_path):
     faults.log_event(tmp_path, start_step=2)
     assert [e.get("fault") or e.get("start_step") for e in faults.read_events(tmp_path)] == ["kill", 2]
     assert not faults.fire_once(None, "kill", 3)  # remote storage: never fires
+
+
+def test_a_frame_cache_that_cannot_be_written_does_not_stop_decoding(tmp_path, monkeypatch, capsys):
+    from raytrain.data import frame_cache
+
+    udf = _udf(on_bad="error")
+    udf.cache_location, udf.cache_samplings = str(tmp_path), 2
+    batch = {**_batch(["a.mp4", "bb.mp4"]), "sampling": np.array([0, 1])}
+    written = udf(batch)
+    assert not written["cache_hit"].any() and len(list(tmp_path.glob("shard-*.arrow"))) == 1
+    assert udf(batch)["cache_hit"].all()  # read back
+
+    def disk_full(location, items):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(frame_cache, "write_shard", disk_full)
+    fresh = {**_batch(["ccc.mp4", "dddd.mp4"]), "clip": np.array([20, 21]), "sampling": np.array([1, 0])}
+    out = udf(fresh)  # decoded and returned although the cache write fails
+    assert out["frames"].shape == (2, 2, 8, 8, 3) and not out["cache_hit"].any()
+    assert (out["frames"][0] == len("ccc.mp4")).all()
+    assert "cannot write (OSError: [Errno 28] No space left on device)" in capsys.readouterr().out
+    udf(fresh)
+    assert "cannot write" not in capsys.readouterr().out  # said once
+    assert udf(batch)["cache_hit"].all()  # what was cached before is still read

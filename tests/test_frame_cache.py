@@ -123,3 +123,12 @@ def test_sampling_generators_are_per_clip_and_sampling():
     b = [g.random() for g in frame_cache.sampling_rngs(0, 3, 3)]
     c = [g.random() for g in frame_cache.sampling_rngs(0, 4, 3)]
     assert a == b and len(set(a)) == 3 and a != c
+
+
+def test_an_unlistable_cache_folder_is_a_miss_not_an_error(tmp_path, capsys):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    cache = FrameCache(str(not_a_folder), refresh_s=0.0)
+    assert cache.get(0, 0) is None and cache.get(1, 0) is None
+    out = capsys.readouterr().out
+    assert out.count("cannot list") == 1 and "decoding instead" in out

@@ -164,12 +164,21 @@ class FrameCache:
         self._refreshed = float("-inf")
         self.hits = 0
         self.misses = 0
+        self.list_error = False  # the last listing failed (said once until one succeeds)
 
     def refresh(self) -> None:
         import pyarrow.fs
 
         self._refreshed = time.monotonic()
-        infos = self._fs.get_file_info(pyarrow.fs.FileSelector(self._path, allow_not_found=True))
+        try:
+            infos = self._fs.get_file_info(pyarrow.fs.FileSelector(self._path, allow_not_found=True))
+        except (OSError, pa.ArrowException) as exc:  # storage unreachable: a miss decodes instead
+            if not self.list_error:
+                print(f"[raytrain] frame cache {self.location}: cannot list ({type(exc).__name__}: {exc}); "
+                      f"decoding instead", flush=True)
+            self.list_error = True
+            return
+        self.list_error = False
         for info in infos:
             name = info.base_name
             if not name.endswith(SHARD_SUFFIX) or name.startswith(".") or name in self._readers:

@@ -47,6 +47,7 @@ class DecodeClips:
         self.train = train
         self.cache = None  # a FrameCache (data.cache=frames), opened on the first batch
         self.cache_location = cache_location
+        self.cache_write_error: str | None = None
         self.cache_samplings = cache_samplings if train else 1
         self.seed = seed  # train.seed: the cached samplings' frame offsets derive from it
         self.tokenizer = None
@@ -92,7 +93,7 @@ class DecodeClips:
                 if self.cache_location is not None:
                     hits.append(False)
         if pending:  # every sampling of the clips decoded in this batch, as one shard
-            self.cache.add(pending)
+            self._write_cache(pending)
         out = {"frames": np.stack(clips)}
         if self.train and self.cache_location is not None:
             out["cache_hit"] = np.asarray(hits, dtype=bool)
@@ -129,6 +130,18 @@ class DecodeClips:
         decoded = self._decode(path, start, end, rngs)
         pending.extend((clip, k, decoded[k]) for k in range(len(rngs)))
         return decoded[sampling].copy(), False
+
+    def _write_cache(self, items: list) -> None:
+        """A cache that cannot be written (disk full, no permission) must not stop training: the
+        frames are decoded already. Say so once, and stop writing; reads go on."""
+        if self.cache_write_error is not None:
+            return
+        try:
+            self.cache.add(items)
+        except Exception as exc:  # noqa: BLE001 - OSError, ArrowException, a storage client's own errors
+            self.cache_write_error = f"{type(exc).__name__}: {exc}"
+            print(f"[raytrain] frame cache {self.cache_location}: cannot write ({self.cache_write_error}); "
+                  f"this decode actor goes on decoding without writing", flush=True)
 
     def _decode(self, path: str, start, end, rngs: list) -> np.ndarray:
         """``(len(rngs), T, S, S, 3)``: one sampling per generator (``[None]`` for eval's centres)."""
@@ -263,7 +276,6 @@ def _table_dataset(table, rows_per_block: int):
 
 def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int):
     """One pass over the epoch plan for steps ``[start_step, end_step)``."""
-
     global_batch = cfg.train.batch_size * cfg.train.num_workers
     plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
     ds = _table_dataset(plan, cfg.data.decode_batch_size)

@@ -50,6 +50,8 @@ def sharded_scores(score_texts, score_videos, num_videos: int, text_to_video, bl
     of ``block`` queries, so no full matrix is held."""
     owner = np.asarray(text_to_video, dtype=np.int64)
     num_texts = owner.shape[0]
+    if owner.ndim != 1 or (owner.size and (owner.min() < 0 or owner.max() >= num_videos)):
+        raise ValueError(f"text_to_video must list one video index in [0, {num_videos}) per text")
     counts = np.bincount(owner, minlength=num_videos)
     if (counts == 0).any():
         raise ValueError(f"video {int(np.argmax(counts == 0))} has no caption in text_to_video")

@@ -104,6 +104,22 @@ def step_flops(arch: str, batch: dict, device: torch.device, amp) -> int:
     return counter.get_total_flops()
 
 
+def peak_memory_gb(steps: dict, device: torch.device) -> dict[str, float]:
+    """Peak GPU memory of one step of each variant, run alone (CUDA only: CPU allocations are not
+    tracked by torch; an empty dict there)."""
+    if device.type != "cuda":
+        return {}
+    out = {}
+    for name, fn in steps.items():
+        fn()  # the first step allocates the optimizer state
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        out[name] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="ViT-B-32")
@@ -153,6 +169,7 @@ def main() -> None:
         steps["ckpt"] = raytrain_step_fn(apply_overrides(base, ["model.grad_checkpointing=true"]), batch, device, amp)
         labels["ckpt"] = "raytrain CLIP4Clip, grad checkpointing"
     flops = step_flops(args.arch, batch, device, amp)
+    memory = peak_memory_gb(steps, device)
     t = time_steps(steps, args.repeats, args.warmup)
     peak = peak_tflops(device, args.peak_tflops)
 
@@ -163,13 +180,14 @@ def main() -> None:
              f"77-token captions, median of {args.repeats} interleaved steps (forward + backward + AdamW)"),
              (f"# model FLOPs per step (CLIP4Clip forward + backward): {flops / 1e12:.3f} TFLOP; "
               f"peak {f'{peak:g} TFLOP/s' if peak else 'unknown (CPU): MFU not computed'}"),
-             f"{'step':<40}{'seconds':>9}{'clips/s':>9}{'vs bare':>9}{'TFLOP/s':>9}{'MFU':>7}"]
+             f"{'step':<40}{'seconds':>9}{'clips/s':>9}{'vs bare':>9}{'TFLOP/s':>9}{'MFU':>7}{'peak GB':>9}"]
     for name, label in labels.items():
         achieved = flops / t[name] / 1e12
         mfu = f"{achieved / peak:7.1%}" if peak and name != "raytrain_mascot" else f"{'-':>7}"
         tflops = f"{achieved:9.3f}" if name != "raytrain_mascot" else f"{'-':>9}"
+        mem = f"{memory[name]:9.2f}" if name in memory else f"{'-':>9}"
         lines.append(f"{label:<40}{t[name]:>9.3f}{args.batch / t[name]:>9.1f}{t['bare'] / t[name]:>9.3f}"
-                     f"{tflops}{mfu}")
+                     f"{tflops}{mfu}{mem}")
     ratio = t["bare"] / t["raytrain"]
     lines.append(f"baseline throughput ratio raytrain / bare = {ratio:.3f} "
                  f"(target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'}); MASCOT's extra passes are not "

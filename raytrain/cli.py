@@ -112,8 +112,8 @@ def _cmd_sweep(args) -> None:
 def _cmd_cache(args) -> None:
     """Fill the frame cache of the train and eval splits ahead of training (e.g. on CPU nodes, with
     ``data.decode_resource``), so that even a run's first epoch reads frames instead of decoding."""
-    from raytrain.data.frame_cache import FrameCache
-    from raytrain.data.pipeline import fill_dataset, prepare_cache
+    from raytrain.data.frame_cache import FrameCache, num_samplings
+    from raytrain.data.pipeline import fill_dataset
     from raytrain.ray_env import ensure_ray
     from raytrain.train.trainer import validate_inputs
 
@@ -127,16 +127,15 @@ def _cmd_cache(args) -> None:
     for train, rows in ((True, inputs.train_rows), (False, inputs.eval_rows)):
         if not rows:
             continue
-        location = prepare_cache(cfg, rows, inputs.image_size, train)
+        dataset, location = fill_dataset(cfg, rows, inputs.image_size, train)
         cache = FrameCache(location)
         cache.refresh()
         before, t0 = len(cache), time.time()
-        for _ in fill_dataset(cfg, rows, inputs.image_size, train).iter_batches(batch_size=cfg.data.decode_batch_size):
+        for _ in dataset.iter_batches(batch_size=cfg.data.decode_batch_size):
             pass
         cache.refresh()
-        samplings = cfg.data.cache_samplings if train else 1
         split = cfg.data.train_split if train else cfg.data.eval_split
-        print(f"{split}: {len(rows)} clips x {samplings} sampling(s): {before} cached before, {len(cache)} now "
+        print(f"{split}: {len(rows)} clips x {num_samplings(cfg, train)} sampling(s): {before} cached before, {len(cache)} now "
               f"({time.time() - t0:.1f} s) in {location}", flush=True)
 
 

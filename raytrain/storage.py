@@ -36,10 +36,11 @@ def run_location(cfg: Config) -> str:
     return join(cfg.run.storage_path, cfg.run.name)
 
 
-def _filesystem(uri: str):
+def filesystem(location: str):
+    """``(pyarrow filesystem, path inside it)`` for a URI or a local path (made absolute)."""
     import pyarrow.fs
 
-    return pyarrow.fs.FileSystem.from_uri(uri)  # (filesystem, path inside it)
+    return pyarrow.fs.FileSystem.from_uri(location if is_uri(location) else os.path.abspath(location))
 
 
 def write_text(location: str, text: str) -> None:
@@ -49,7 +50,7 @@ def write_text(location: str, text: str) -> None:
         with open(location, "w") as f:
             f.write(text)
         return
-    fs, path = _filesystem(location)
+    fs, path = filesystem(location)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(text.encode())
@@ -59,7 +60,7 @@ def read_text(location: str) -> str:
     if not is_uri(location):
         with open(location) as f:
             return f.read()
-    fs, path = _filesystem(location)
+    fs, path = filesystem(location)
     with fs.open_input_stream(path) as f:
         return f.read().decode()
 
@@ -70,7 +71,7 @@ def exists(location: str) -> bool:
         return os.path.exists(location)
     import pyarrow.fs
 
-    fs, path = _filesystem(location)
+    fs, path = filesystem(location)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
@@ -81,7 +82,7 @@ def remove_file(location: str) -> None:
             os.remove(location)
         return
     if exists(location):
-        fs, path = _filesystem(location)
+        fs, path = filesystem(location)
         fs.delete_file(path)
 
 
@@ -89,7 +90,7 @@ def upload_dir(local_dir: str, location: str) -> None:
     """Copy a local folder's files into ``location`` (a URI), keeping relative paths."""
     import pyarrow.fs
 
-    fs, path = _filesystem(location)
+    fs, path = filesystem(location)
     fs.create_dir(path, recursive=True)
     pyarrow.fs.copy_files(local_dir, path, source_filesystem=pyarrow.fs.LocalFileSystem(),
                           destination_filesystem=fs)

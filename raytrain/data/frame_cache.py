@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow
-from raytrain.storage import is_uri, join, run_location
+from raytrain.storage import filesystem, is_uri, join, run_location
 
 FORMAT_VERSION = 1
 SHARD_SUFFIX = ".arrow"
@@ -72,14 +72,6 @@ def cache_key(fp: dict) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fs(location: str):
-    import pyarrow.fs
-
-    if is_uri(location):
-        return pyarrow.fs.FileSystem.from_uri(location)
-    return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
-
-
 def _changes(old: dict, new: dict) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     named = {"rows_sha256": "the rows' files, sizes, times or segments", "clips": "the number of clips"}
@@ -95,7 +87,7 @@ def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, t
     fp = fingerprint(cfg, rows, split, image_size, train)
     root = cache_root(cfg)
     name = f"{split}-{cache_key(fp)}"
-    fs, root_path = _fs(root)
+    fs, root_path = filesystem(root)
     fs.create_dir(f"{root_path}/{name}", recursive=True)
     for info in fs.get_file_info(pyarrow.fs.FileSelector(root_path, allow_not_found=True)):
         other = info.base_name
@@ -134,7 +126,7 @@ def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]]) -> 
     pairs = [[int(c), int(k)] for c, k, _ in items]
     schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shape": json.dumps(shape)})
     name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
-    fs, path = _fs(location)
+    fs, path = filesystem(location)
     final = f"{path}/{name}"
     target = final if is_uri(location) else f"{path}/.{name}.tmp"
     with fs.open_output_stream(target) as sink, pa.ipc.new_file(sink, schema) as writer:
@@ -158,7 +150,7 @@ class FrameCache:
     def __init__(self, location: str, refresh_s: float = 2.0):
         self.location = location
         self.refresh_s = refresh_s
-        self._fs, self._path = _fs(location)
+        self._fs, self._path = filesystem(location)
         self._index: dict[tuple[int, int], tuple[str, int]] = {}
         self._readers: dict[str, tuple[pa.ipc.RecordBatchFileReader, list[int]]] = {}
         self._refreshed = float("-inf")
@@ -205,9 +197,6 @@ class FrameCache:
     def __len__(self) -> int:
         """(clip, sampling) entries indexed so far (call :meth:`refresh` first for the folder's count)."""
         return len(self._index)
-
-    def __contains__(self, key: tuple[int, int]) -> bool:
-        return key in self._index
 
     def get(self, clip: int, sampling: int) -> np.ndarray | None:
         """The cached frames of ``(clip, sampling)`` (a fresh array), or None when not cached."""

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from raytrain.config import Config
+from raytrain.data import frame_cache
 from raytrain.data.manifest import ClipRow
 from raytrain.data.plan import build_plan
 from raytrain.methods.objective import random_mask_columns
@@ -48,7 +49,7 @@ class DecodeClips:
         self.cache = None  # a FrameCache (data.cache=frames), opened on the first batch
         self.cache_location = cache_location
         self.cache_write_error: str | None = None
-        self.cache_samplings = cache_samplings if train else 1
+        self.cache_samplings = cache_samplings  # frame_cache.num_samplings: 1 for eval
         self.seed = seed  # train.seed: the cached samplings' frame offsets derive from it
         self.tokenizer = None
         if train:
@@ -113,8 +114,6 @@ class DecodeClips:
                 pending: list) -> tuple[np.ndarray, bool]:
         """``(frames, hit)`` of one clip sampling from the frame cache; on a miss decode every cached
         sampling of the clip at once and queue them in ``pending`` (written after the batch)."""
-        from raytrain.data import frame_cache
-
         if self.cache is None:
             self.cache = frame_cache.FrameCache(self.cache_location)
         for clip_, k, frames in pending:  # decoded earlier in this same batch (a clip met twice)
@@ -224,7 +223,7 @@ def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] |
             "tube_ratio": miles.mask_ratio, "tube_block": (miles.block_min, miles.block_max),
             "on_bad_video": cfg.data.on_bad_video, "timeout_s": cfg.data.decode_timeout_s,
             "substitutes": substitute_rows(rows) if train and cfg.data.on_bad_video == "skip" else None,
-            "cache_location": cache_location, "cache_samplings": cfg.data.cache_samplings, "seed": cfg.train.seed},
+            "cache_location": cache_location, "cache_samplings": frame_cache.num_samplings(cfg, train), "seed": cfg.train.seed},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
@@ -251,8 +250,6 @@ def prepare_cache(cfg: Config, rows: list[ClipRow], image_size: int, train: bool
     """``data.cache=frames``: the split's frame-cache folder (stale ones invalidated); else None."""
     if cfg.data.cache != "frames":
         return None
-    from raytrain.data import frame_cache
-
     split = cfg.data.train_split if train else cfg.data.eval_split
     return frame_cache.prepare(cfg, rows, split, image_size, train)
 
@@ -292,7 +289,6 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
     """``data.per_rank_plan``: one dataset per rank holding that rank's ``batch_size`` rows of every
     planned step, in plan order. Read unsplit with ``preserve_order``, each rank's batches are then a
     pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
-
     per_rank = cfg.train.batch_size
     world = cfg.train.num_workers
     plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
@@ -308,11 +304,12 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
 
 
 def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool):
-    """Every clip of a split once through the decode actors with the frame cache on (``raytrain
-    cache``): a train clip's first visit writes all of its samplings, an eval clip its centres. Read it
-    to the end; the frames themselves are not needed."""
+    """``(dataset, cache folder)``: every clip of a split once through the decode actors with the frame
+    cache on (``raytrain cache``): a train clip's first visit writes all of its samplings, an eval clip
+    its centres. Read it to the end; the frames themselves are not needed."""
+    location = prepare_cache(cfg, rows, image_size, train)
     if not train:
-        return eval_dataset(cfg, rows, image_size)
+        return _decode(_eval_items(cfg, rows), cfg, image_size, train=False, cache_location=location), location
     table = pa.table({
         "step": pa.array([0] * len(rows), pa.int64()), "clip": pa.array(range(len(rows)), pa.int64()),
         "path": pa.array([r.path for r in rows], pa.string()),
@@ -320,21 +317,24 @@ def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool)
         "end_s": pa.array([r.end_s for r in rows], pa.float64()),
         "caption": pa.array([r.captions[0] for r in rows], pa.string()),
         "sample_seed": pa.array([0] * len(rows), pa.int64()), "sampling": pa.array([0] * len(rows), pa.int32())})
-    return _decode(_table_dataset(table, cfg.data.decode_batch_size), cfg, image_size, train=True, rows=rows,
-                   cache_location=prepare_cache(cfg, rows, image_size, train=True))
+    ds = _table_dataset(table, cfg.data.decode_batch_size)
+    return _decode(ds, cfg, image_size, train=True, rows=rows, cache_location=location), location
 
 
 def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):
     """Eval clips in manifest order, each carrying ``video_index`` (its column in the sim matrix)."""
+    return _decode(_eval_items(cfg, rows), cfg, image_size, train=False,
+                   cache_location=prepare_cache(cfg, rows, image_size, train=False))
+
+
+def _eval_items(cfg: Config, rows: list[ClipRow]):
     import ray.data
 
     items = [{"path": r.path, "video_index": i,
               "start_s": np.nan if r.start_s is None else r.start_s,
               "end_s": np.nan if r.end_s is None else r.end_s}
              for i, r in enumerate(rows)]
-    ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), cfg.data.decode_batch_size))
-    return _decode(ds, cfg, image_size, train=False,
-                   cache_location=prepare_cache(cfg, rows, image_size, train=False))
+    return ray.data.from_items(items, override_num_blocks=_blocks(len(items), cfg.data.decode_batch_size))
 
 
 def eval_texts(rows: list[ClipRow]) -> tuple[list[str], np.ndarray]:

@@ -23,9 +23,7 @@ def _check_inputs(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video
     owner = np.asarray(text_to_video, dtype=np.int64)
     if owner.shape != (text_emb.shape[0],):
         raise ValueError(f"text_to_video must have one entry per text ({text_emb.shape[0]}), got {owner.shape}")
-    if owner.size and (owner.min() < 0 or owner.max() >= video_emb.shape[0]):
-        raise ValueError(f"text_to_video holds a video index outside [0, {video_emb.shape[0]})")
-    return owner
+    return owner  # its video indices are checked by sharded_scores
 
 
 def _collect(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -50,8 +48,10 @@ def sharded_scores(score_texts, score_videos, num_videos: int, text_to_video, bl
     of ``block`` queries, so no full matrix is held."""
     owner = np.asarray(text_to_video, dtype=np.int64)
     num_texts = owner.shape[0]
-    if owner.ndim != 1 or (owner.size and (owner.min() < 0 or owner.max() >= num_videos)):
-        raise ValueError(f"text_to_video must list one video index in [0, {num_videos}) per text")
+    if owner.ndim != 1:
+        raise ValueError(f"text_to_video must list one video index per text, got shape {owner.shape}")
+    if owner.size and (owner.min() < 0 or owner.max() >= num_videos):
+        raise ValueError(f"text_to_video holds a video index outside [0, {num_videos})")
     counts = np.bincount(owner, minlength=num_videos)
     if (counts == 0).any():
         raise ValueError(f"video {int(np.argmax(counts == 0))} has no caption in text_to_video")

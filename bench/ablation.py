@@ -103,7 +103,7 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
         + (f" {' '.join(args.overrides)}" if args.overrides else "") + "`.",
         "",
         (f"Setup: `{cfg.model.arch}` ({cfg.model.temporal}) trained from scratch, {cfg.data.num_frames} frames, "
-        f"{cfg.train.num_workers} Ray Train workers x batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
+        f"{cfg.scaling.num_workers} Ray Train workers x batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
         f"mask ratios high {cfg.mask.high_ratio} / low {cfg.mask.low_ratio}; SynthVTT "
         f"({cfg.data.synth_num_videos} clips, test split of unseen attribute combinations, every caption a query)."),
         "Same steps, batch and schedule for every variant; mean ± std over seeds (train.seed).",

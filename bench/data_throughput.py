@@ -117,7 +117,7 @@ def main() -> None:
     cfg = apply_overrides(Config(), [
         f"data.manifest={manifest}", f"data.num_frames={args.frames}", "data.max_words=32",
         f"data.decode_actors={args.cpus}", "data.decode_cpus=1", f"data.decode_batch_size={batch}",
-        "data.decode_timeout_s=0", "model.arch=RT-Tiny-ViT", "train.num_workers=1",
+        "data.decode_timeout_s=0", "model.arch=RT-Tiny-ViT", "scaling.num_workers=1",
         f"train.batch_size={batch}", f"run.storage_path={runs}", f"run.name=bench{time.time_ns()}"])
     cached = apply_overrides(cfg, ["data.cache=frames", f"data.cache_samplings={args.samplings}"])
 

@@ -30,8 +30,8 @@ def tiny_config(data: Path):
     return apply_overrides(Config(), [
         f"data.manifest={data / 'manifest.parquet'}", "data.num_frames=3", "data.max_words=16",
         "data.decode_batch_size=8", "model.arch=RT-Micro-ViT", "model.temporal=meanP",
-        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "train.num_workers=2",
-        "train.cpus_per_worker=1", "train.batch_size=4", "train.epochs=1", "train.log_every=1"])
+        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "scaling.num_workers=2",
+        "scaling.cpus_per_worker=1", "train.batch_size=4", "train.epochs=1", "train.log_every=1"])
 
 
 def main() -> None:

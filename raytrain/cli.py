@@ -170,7 +170,7 @@ def _cmd_demo(args) -> None:
     print(f"[demo] evaluating the untrained model on {len(rows)} test clips", flush=True)
     seed_everything(cfg.train.seed)  # the same initial weights the training starts from
     untrained = evaluate_on_driver(cfg, build_model(cfg.model), rows)
-    print(f"[demo] training {cfg.model.arch} ({cfg.model.temporal}) with {cfg.train.num_workers} Ray Train "
+    print(f"[demo] training {cfg.model.arch} ({cfg.model.temporal}) with {cfg.scaling.num_workers} Ray Train "
           f"workers for {cfg.train.epochs} epochs", flush=True)
     result = fit(cfg)
     trained = result.metrics

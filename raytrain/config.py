@@ -1,8 +1,11 @@
 """One config object, from YAML (plus ``key=value`` overrides) to every component.
 
-Sections are frozen dataclasses; loading checks every key and value and names the offending key and
-file. ``Config.to_dict`` round-trips through ``Config.from_dict`` so the config can travel to Ray
-workers and into checkpoints as plain data.
+Sections are frozen dataclasses. Each field's check sits beside it (``knob(default, check)``); rules
+that tie fields together are a section's ``check()`` (within it) or ``Config.check()`` (across
+sections). Loading checks every key and value and names the offending key and file.
+``Config.to_dict`` round-trips through ``Config.from_dict`` so the config can travel to Ray workers
+and into checkpoints as plain data; configs written before the train section was split by concern
+still load (``LEGACY_KEYS``).
 """
 
 from __future__ import annotations
@@ -11,16 +14,60 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from raytrain.eval.metrics import LOWER_IS_BETTER, REPORTED_METRICS
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key (and the file when there is one)."""
+
+
+# ---------------------------------------------------------------- checks beside the fields
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: Callable[[Any], bool]
+    what: str  # what the value must be, e.g. ">= 1"
+
+
+def at_least(n: float, note: str = "") -> Check:
+    return Check(lambda v: v >= n, f">= {n:g}" + (f" ({note})" if note else ""))
+
+
+def above(n: float, note: str = "") -> Check:
+    return Check(lambda v: v > n, f"> {n:g}" + (f" ({note})" if note else ""))
+
+
+def within(low: float, high: float, closed: str = "") -> Check:
+    """``low < v < high``; ``closed`` names the closed ends: "low", "high" or "both"."""
+    lo, hi = closed in ("low", "both"), closed in ("high", "both")
+    return Check(lambda v: (v >= low if lo else v > low) and (v <= high if hi else v < high),
+                 f"in {'[' if lo else '('}{low:g}, {high:g}{']' if hi else ')'}")
+
+
+def reported_metric(allow_empty: bool = False) -> Check:
+    names = ", ".join(REPORTED_METRICS)
+    return Check(lambda v: v in REPORTED_METRICS or (allow_empty and v == ""),
+                 f"a reported metric ({names})" + (" or ''" if allow_empty else ""))
+
+
+def knob(default: Any, check: Check | None = None) -> Any:
+    """A config field with its check (run after the type is right)."""
+    return field(default=default, metadata={"check": check} if check else {})
+
+
+def _fail(key: str, what: str, value: Any) -> tuple[str, str]:
+    return key, f"must be {what} (got {value!r})"
+
+
+# ---------------------------------------------------------------- sections
 
 
 @dataclass(frozen=True)
@@ -29,7 +76,8 @@ class RunSection:
     storage_path: str = "runs"  # local folder, shared filesystem path, or pyarrow URI (s3://, gs://)
     # Does every node see storage_path? auto: URIs and network mounts (NFS, ...) yes, other local paths
     # no; a multi-node cluster refuses a path that is not shared (docs/cluster.md).
-    shared_storage: Literal["auto", True, False] = "auto"
+    shared_storage: Literal["auto", True, False] = knob(
+        "auto", Check(lambda v: isinstance(v, bool) or v == "auto", "'auto', true or false"))
 
 
 @dataclass(frozen=True)
@@ -37,29 +85,29 @@ class DataSection:
     manifest: str = "data/synthvtt/manifest.parquet"
     train_split: str = "train"
     eval_split: str = "test"
-    num_frames: int = 8
-    max_words: int = 32  # caption length in tokens (CLIP4Clip: 32)
+    num_frames: int = knob(8, at_least(1))
+    max_words: int = knob(32, at_least(4))  # caption length in tokens (CLIP4Clip: 32)
     decoder: Literal["decord", "pyav"] = "decord"
-    decode_actors: int = 1
-    decode_cpus: float = 0.5
-    decode_batch_size: int = 8  # clips per map_batches call
+    decode_actors: int = knob(1, at_least(1))
+    decode_cpus: float = knob(0.5, above(0))
+    decode_batch_size: int = knob(8, at_least(1))  # clips per map_batches call
     # A custom Ray resource each decode actor requests (e.g. "decode", given only to CPU nodes) so the
     # decode actors stay off the GPU nodes; "" = no custom resource.
     decode_resource: str = ""
-    decode_resource_per_actor: float = 1.0
-    synth_num_videos: int = 0  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
+    decode_resource_per_actor: float = knob(1.0, above(0))
+    synth_num_videos: int = knob(0, at_least(0))  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
     synth_seed: int = 0
     # A clip that cannot be decoded: "error" stops the run naming the file and the decoder's message;
     # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
     on_bad_video: Literal["error", "skip"] = "error"
-    decode_timeout_s: float = 60.0  # a decode that takes longer is a bad video; 0 = no limit
+    decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
     # True: every rank streams its own slice of each planned step in plan order (one decode pool per
     # rank), so batches and a resumed run are reproducible; False: Ray Data's dynamic streaming split.
     per_rank_plan: bool = False
     # frames: the first time a clip is needed its sampled, resized uint8 frames are written to Arrow
     # shards (raytrain/data/frame_cache.py); later epochs and evaluations read them instead of decoding.
     cache: Literal["none", "frames"] = "none"
-    cache_samplings: int = 4  # temporal samplings cached per train clip; epochs cycle through them
+    cache_samplings: int = knob(4, at_least(1))  # temporal samplings cached per train clip; epochs cycle through them
     cache_dir: str = ""  # "" = <run>/frame_cache; a shared path/URI lets runs (sweep trials) share it
 
 
@@ -68,8 +116,8 @@ class ModelSection:
     arch: str = "ViT-B-32"  # any open_clip model name, or one of raytrain's tiny configs (RT-*)
     pretrained: str | None = None  # local checkpoint path; None = random init
     temporal: Literal["meanP", "seqTransf"] = "meanP"
-    temporal_layers: int = 4
-    max_logit_scale: float = 100.0
+    temporal_layers: int = knob(4, at_least(1))
+    max_logit_scale: float = knob(100.0, above(0))
     # Recompute each transformer block's activations in the backward pass instead of storing them
     # (towers and seqTransf): less memory for long clips / big batches, ~30 % more compute.
     grad_checkpointing: bool = False
@@ -79,8 +127,8 @@ class ModelSection:
 class MaskSection:
     """Patch masks for the masked-view methods (MASCOT's high/low-informed masks)."""
     strategy: Literal["attention", "random"] = "attention"  # random: built by the Ray Data workers
-    high_ratio: float = 0.3  # share of each frame's patches in the high-informed mask
-    low_ratio: float = 0.3  # share in the low-informed mask
+    high_ratio: float = knob(0.3, within(0, 1))  # share of each frame's patches in the high-informed mask
+    low_ratio: float = knob(0.3, within(0, 1))  # share in the low-informed mask
 
 
 @dataclass(frozen=True)
@@ -90,34 +138,40 @@ class MascotSection:
     isc: bool = True  # informed semantics completion: decoder + reconstruction loss (L_rec)
     co_learning: bool = True  # dual-mask co-learning consistency (L_co)
     attention: Literal["cls", "text_aware"] = "cls"  # patch ranking source
-    lambda_mv: float = 0.5
-    lambda_rec: float = 1.0
-    lambda_co: float = 0.5
-    lambda_tp: float = 0.0  # text-patch alignment of the completed patches (0 = off)
-    decoder_layers: int = 2
-    decoder_heads: int = 8
+    lambda_mv: float = knob(0.5, at_least(0))
+    lambda_rec: float = knob(1.0, at_least(0))
+    lambda_co: float = knob(0.5, at_least(0))
+    lambda_tp: float = knob(0.0, at_least(0))  # text-patch alignment of the completed patches (0 = off)
+    decoder_layers: int = knob(2, at_least(1))
+    decoder_heads: int = knob(8, at_least(1))
 
 
 @dataclass(frozen=True)
 class MilesSection:
     """MILES parts (methods.md §2): the training code is not released, so all values are our defaults."""
-    mask_ratio: float = 0.5  # share ρ of each frame's patches in the tube mask (shared by all frames)
-    block_min: int = 2  # side lengths (patches) of the random rectangles that build the tube mask
+    mask_ratio: float = knob(0.5, within(0, 1))  # share ρ of each frame's patches in the tube mask
+    block_min: int = knob(2, at_least(1))  # side lengths (patches) of the random rectangles of the tube mask
     block_max: int = 4
-    momentum: float = 0.999  # EMA snapshot encoder: θ_ema ← m θ_ema + (1 − m) θ after each optimizer step
+    # EMA snapshot encoder: θ_ema ← m θ_ema + (1 − m) θ after each optimizer step
+    momentum: float = knob(0.999, within(0, 1, closed="low"))
     predictor: Literal["transformer", "linear"] = "transformer"  # linear: the cheaper ablation
-    predictor_layers: int = 2
-    predictor_heads: int = 12  # rounded down to a divisor of the ViT width
-    lambda_mvm: float = 1.0
+    predictor_layers: int = knob(2, at_least(1))
+    predictor_heads: int = knob(12, at_least(1))  # rounded down to a divisor of the ViT width
+    lambda_mvm: float = knob(1.0, at_least(0))
     contrastive_view: Literal["unmasked", "masked"] = "unmasked"  # Option B (ours) / Option A (paper figure)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.block_max < self.block_min:
+            return [_fail("block_max", f">= method.miles.block_min ({self.block_min})", self.block_max)]
+        return []
 
 
 @dataclass(frozen=True)
 class NegNCESection:
     """NegNCE (methods.md §3.2; official code ``dmae_utils.NegNCE``)."""
-    scale: float = 100.0  # fixed, not the learnable CLIP scale
-    c_pos: float = 1.0
-    c_neg: float = 0.5
+    scale: float = knob(100.0, above(0))  # fixed, not the learnable CLIP scale
+    c_pos: float = knob(1.0, at_least(0))
+    c_neg: float = knob(0.5, at_least(0))
     margin: float = 0.0  # δ: a negative is hard if it beats its row's or column's positive minus δ
 
 
@@ -126,22 +180,22 @@ class DmaeSection:
     """DMAE token-wise similarity (methods.md §3.1; official code ``_get_wti_similarity``)."""
     interaction: Literal["att_ti", "sentence", "words"] = "att_ti"  # att_ti: ½(sentence + word branch)
     neighbour: bool = True  # W_VA frame-neighbour enhancement (code flag l3_with_nfc)
-    neighbour_weight: float = 0.5
-    text_block: int = 32  # texts x videos per block of the (texts, videos, words, frames) tensor
-    video_block: int = 256
+    neighbour_weight: float = knob(0.5, at_least(0))
+    text_block: int = knob(32, at_least(1))  # texts x videos per block of the (texts, videos, words, frames) tensor
+    video_block: int = knob(256, at_least(1))
 
 
 @dataclass(frozen=True)
 class TpmclSection:
     """TPM-CL (methods.md §3.3; official code ``get_partial_similarity``), used by method 'dmae'."""
     enabled: bool = True
-    threshold: float = 0.6  # τ (l3_cis_thresh): mask the top tokens whose cumulative weight is < τ
-    margin: float = 0.6  # μ (l3_margin_loss_thresh)
+    threshold: float = knob(0.6, within(0, 1, closed="high"))  # τ: mask the top tokens whose cumulative weight is < τ
+    margin: float = knob(0.6, at_least(0))  # μ (l3_margin_loss_thresh)
     # The three partial margins (all on = code partial_type 4; 1+2 = partial_type 2; 3 = partial_type 3):
     margin1: bool = True  # sim(t, F) > sim(t, F^p)
     margin2: bool = True  # sim(t_g, F) > sim(t_g, F^p)
     margin3: bool = True  # sim(t_g, F) > sim(t_g^p, F)
-    lambda_tpm: float = 1.0
+    lambda_tpm: float = knob(1.0, at_least(0))
 
 
 @dataclass(frozen=True)
@@ -158,72 +212,98 @@ class MethodSection:
 
 @dataclass(frozen=True)
 class OptimSection:
-    lr: float = 1e-4  # new modules (temporal transformer, logit scale, method heads)
-    tower_lr: float = 1e-7  # the open_clip towers (CLIP4Clip fine-tunes them gently)
-    weight_decay: float = 0.2
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    warmup_fraction: float = 0.1
-    grad_clip: float = 1.0  # 0 disables clipping
+    lr: float = knob(1e-4, above(0))  # new modules (temporal transformer, logit scale, method heads)
+    tower_lr: float = knob(1e-7, at_least(0))  # the open_clip towers (CLIP4Clip fine-tunes them gently)
+    weight_decay: float = knob(0.2, at_least(0))
+    beta1: float = knob(0.9, within(0, 1, closed="low"))
+    beta2: float = knob(0.98, within(0, 1, closed="low"))
+    eps: float = knob(1e-6, above(0))
+    warmup_fraction: float = knob(0.1, within(0, 1, closed="low"))
+    grad_clip: float = knob(1.0, at_least(0, "0 disables clipping"))  # max global gradient norm
+
+
+@dataclass(frozen=True)
+class ScalingSection:
+    """Where the Train workers run (Ray's ``ScalingConfig``)."""
+    num_workers: int = knob(2, at_least(1))
+    use_gpu: bool = False
+    cpus_per_worker: float = knob(1.0, above(0))
+    # Ray placement group strategy of the Train workers (SPREAD: one worker per node where possible).
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    torch_threads: int = knob(1, at_least(1))  # CPU threads per worker (avoid oversubscribing small machines)
 
 
 @dataclass(frozen=True)
 class TrainSection:
-    num_workers: int = 2
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    # Ray placement group strategy of the Train workers (SPREAD: one worker per node where possible).
-    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
-    torch_threads: int = 1  # CPU threads per worker (avoid oversubscribing small machines)
-    batch_size: int = 32  # per worker; the contrastive batch is batch_size * num_workers
-    epochs: int = 5
-    max_steps: int = 0  # > 0 caps the total number of optimizer steps
-    stop_at_step: int = 0  # > 0: checkpoint and stop cleanly after this step (time-boxed jobs, tests)
+    """The optimisation loop: batches, length, precision, seed, and what a failure does."""
+    batch_size: int = knob(32, at_least(2, "a contrastive batch needs negatives"))  # per worker
+    epochs: int = knob(5, at_least(1))
+    max_steps: int = knob(0, at_least(0))  # > 0 caps the total number of optimizer steps
+    stop_at_step: int = knob(0, at_least(0))  # > 0: checkpoint and stop cleanly after this step
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     # torch.compile the training objective (after DDP wraps it) with this mode; none = eager.
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
-    checkpoint_every: int = 50  # steps
-    keep_checkpoints: int = 2
-    log_every: int = 10
+    log_every: int = knob(10, at_least(1))  # steps
     seed: int = 0
-    eval_at_end: bool = True
-    # > 0: also evaluate the eval split at every checkpoint whose step is a multiple of this (a sweep's
-    # early stopping on R@1 needs the metric during training); a multiple of train.checkpoint_every.
-    eval_every: int = 0
-    max_failures: int = 0
-    keep_best_by: str = ""  # "" keeps the latest train.keep_checkpoints; else a reported metric, e.g. "loss"
-    keep_best_order: Literal["min", "max"] = "min"
     on_nan: Literal["skip", "stop"] = "stop"  # a non-finite loss or gradient: skip the update, or stop
-    # Fault injection for tests and bench/faults.py (0 = off). Kill/crash faults fire once per run
-    # folder (a marker file), so the restarted worker group goes on.
-    fault_kill_at_step: int = 0  # the worker of rank fault_kill_rank exits hard before this step
-    fault_kill_rank: int = 1
-    fault_checkpoint_crash_at_step: int = 0  # rank 0 dies halfway through writing this step's checkpoint
-    fault_nan_at_step: int = 0  # the loss of this step (1-based) is NaN on every rank
+    # Worker-group restarts (from the latest checkpoint) before the run fails; -1 retries forever.
+    max_failures: int = knob(0, at_least(-1, "-1 retries forever"))
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """When checkpoints are written and which are kept."""
+    every: int = knob(50, at_least(1))  # steps
+    keep: int = knob(2, at_least(1))
+    keep_best_by: str = knob("", reported_metric(allow_empty=True))  # "" keeps the latest `keep`
+    keep_best_order: Literal["min", "max"] = "min"
 
 
 @dataclass(frozen=True)
 class EvalSection:
-    batch_size: int = 32
-    text_batch_size: int = 256
+    batch_size: int = knob(32, at_least(1))
+    text_batch_size: int = knob(256, at_least(1))
     # Queries scored at a time against every candidate (metrics stay exact; memory ~ block x candidates)
-    sim_block: int = 1024
+    sim_block: int = knob(1024, at_least(1))
+    at_end: bool = True  # evaluate the eval split once training ends
+    # > 0: also evaluate at every checkpoint whose step is a multiple of this (a sweep's early stopping
+    # on R@1 needs the metric during training); a multiple of checkpoint.every.
+    every: int = knob(0, at_least(0, "0 = only at the end"))
+
+
+@dataclass(frozen=True)
+class FaultsSection:
+    """Fault injection for tests and bench/faults.py (0 = off). Kill/crash faults fire once per run
+    folder (a marker file), so the restarted worker group goes on."""
+    kill_at_step: int = knob(0, at_least(0, "0 = off"))  # the worker of rank kill_rank exits hard after this step
+    kill_rank: int = knob(1, at_least(0))
+    checkpoint_crash_at_step: int = knob(0, at_least(0, "0 = off"))  # rank 0 dies halfway through writing it
+    nan_at_step: int = knob(0, at_least(0, "0 = off"))  # the loss of this step (1-based) is NaN on every rank
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kill_at_step or self.checkpoint_crash_at_step or self.nan_at_step)
 
 
 @dataclass(frozen=True)
 class SweepSection:
     """``raytrain sweep``: Ray Tune over a search space (search_spaces/*.yaml), one Ray Train run per trial."""
     name: str = "sweep"  # the sweep folder: <run.storage_path>/<sweep.name>
-    metric: str = "t2v_R1"  # a reported metric: t2v_*/v2t_* (eval) or loss (training)
+    metric: str = knob("t2v_R1", reported_metric())  # t2v_*/v2t_* (eval) or loss (training)
     mode: Literal["max", "min"] = "max"
     search: Literal["random", "grid"] = "random"  # random: sample ranges/choices; grid: enumerate
-    num_samples: int = 1  # random: samples (each crossed with the grid keys); grid: repeats of the grid
-    max_concurrent_trials: int = 0  # 0: as many as the cluster's CPUs/GPUs fit (trial = workers + decode)
+    num_samples: int = knob(1, at_least(1))  # random: samples (each crossed with the grid keys); grid: repeats
+    # 0: as many as the cluster's CPUs/GPUs fit (trial = workers + decode)
+    max_concurrent_trials: int = knob(0, at_least(0, "0 = derived from the cluster"))
     scheduler: Literal["none", "asha"] = "none"
-    asha_grace_period: int = 0  # optimizer steps before ASHA may stop a trial; 0 = the first evaluation
-    asha_reduction_factor: float = 2.0
+    # optimizer steps before ASHA may stop a trial; 0 = the first evaluation
+    asha_grace_period: int = knob(0, at_least(0, "0 = the first evaluation"))
+    asha_reduction_factor: float = knob(2.0, above(1))
     seed: int = 0  # the sampler's seed, so a random sweep draws the same trials again
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -241,17 +321,40 @@ class Config:
     method: MethodSection = field(default_factory=MethodSection)
     mask: MaskSection = field(default_factory=MaskSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
     train: TrainSection = field(default_factory=TrainSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    faults: FaultsSection = field(default_factory=FaultsSection)
     sweep: SweepSection = field(default_factory=SweepSection)
     ray: RaySection = field(default_factory=RaySection)
+
+    def check(self) -> list[tuple[str, str]]:
+        """Rules across sections: ``(key, what is wrong)`` pairs."""
+        out = []
+        if self.faults.kill_at_step and self.faults.kill_rank >= self.scaling.num_workers:
+            out.append(_fail("faults.kill_rank", f"< scaling.num_workers ({self.scaling.num_workers})",
+                             self.faults.kill_rank))
+        if self.eval.every % self.checkpoint.every:
+            out.append(_fail("eval.every", f"a multiple of checkpoint.every ({self.checkpoint.every})",
+                             self.eval.every))
+        once_only = [k for k in ("kill_at_step", "checkpoint_crash_at_step") if getattr(self.faults, k)]
+        if once_only and "://" in self.run.storage_path:
+            out.append((f"faults.{once_only[0]}", "needs a local run.storage_path (the fault's once-only "
+                                                  "marker lives in the run folder)"))
+        return out
+
+    @property
+    def needs_eval(self) -> bool:
+        """Whether the run evaluates the eval split at all (at the end or during training)."""
+        return self.eval.at_end or self.eval.every > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
-        return _build(cls, data, prefix="", source=source)
+        return _build(cls, migrate_legacy(data), prefix="", source=source)
 
     def replace(self, **overrides: Any) -> Config:
         """Return a copy with dotted-key values set (typed values, no YAML parsing), e.g.
@@ -262,75 +365,34 @@ class Config:
         return Config.from_dict(data, source="values " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
 
 
-# Checks that run after types are right: (key, predicate, what it must be).
-_RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
-    ("data.num_frames", lambda v: v >= 1, ">= 1"),
-    ("data.max_words", lambda v: v >= 4, ">= 4"),
-    ("data.decode_actors", lambda v: v >= 1, ">= 1"),
-    ("data.decode_cpus", lambda v: v > 0, "> 0"),
-    ("data.decode_batch_size", lambda v: v >= 1, ">= 1"),
-    ("data.decode_resource_per_actor", lambda v: v > 0, "> 0"),
-    ("data.cache_samplings", lambda v: v >= 1, ">= 1"),
-    ("run.shared_storage", lambda v: isinstance(v, bool) or v == "auto", "'auto', true or false"),
-    ("data.synth_num_videos", lambda v: v >= 0, ">= 0"),
-    ("model.temporal_layers", lambda v: v >= 1, ">= 1"),
-    ("model.max_logit_scale", lambda v: v > 0, "> 0"),
-    ("mask.high_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("mask.low_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("method.mascot.lambda_mv", lambda v: v >= 0, ">= 0"),
-    ("method.mascot.lambda_rec", lambda v: v >= 0, ">= 0"),
-    ("method.mascot.lambda_co", lambda v: v >= 0, ">= 0"),
-    ("method.mascot.lambda_tp", lambda v: v >= 0, ">= 0"),
-    ("method.mascot.decoder_layers", lambda v: v >= 1, ">= 1"),
-    ("method.mascot.decoder_heads", lambda v: v >= 1, ">= 1"),
-    ("method.miles.mask_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("method.miles.block_min", lambda v: v >= 1, ">= 1"),
-    ("method.miles.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("method.miles.predictor_layers", lambda v: v >= 1, ">= 1"),
-    ("method.miles.predictor_heads", lambda v: v >= 1, ">= 1"),
-    ("method.miles.lambda_mvm", lambda v: v >= 0, ">= 0"),
-    ("method.negnce.scale", lambda v: v > 0, "> 0"),
-    ("method.negnce.c_pos", lambda v: v >= 0, ">= 0"),
-    ("method.negnce.c_neg", lambda v: v >= 0, ">= 0"),
-    ("method.dmae.neighbour_weight", lambda v: v >= 0, ">= 0"),
-    ("method.dmae.text_block", lambda v: v >= 1, ">= 1"),
-    ("method.dmae.video_block", lambda v: v >= 1, ">= 1"),
-    ("method.tpmcl.threshold", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("method.tpmcl.margin", lambda v: v >= 0, ">= 0"),
-    ("method.tpmcl.lambda_tpm", lambda v: v >= 0, ">= 0"),
-    ("optim.lr", lambda v: v > 0, "> 0"),
-    ("optim.tower_lr", lambda v: v >= 0, ">= 0"),
-    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("optim.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.eps", lambda v: v > 0, "> 0"),
-    ("optim.warmup_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.grad_clip", lambda v: v >= 0, ">= 0"),
-    ("train.num_workers", lambda v: v >= 1, ">= 1"),
-    ("train.cpus_per_worker", lambda v: v > 0, "> 0"),
-    ("train.torch_threads", lambda v: v >= 1, ">= 1"),
-    ("train.batch_size", lambda v: v >= 2, ">= 2 (a contrastive batch needs negatives)"),
-    ("train.epochs", lambda v: v >= 1, ">= 1"),
-    ("train.max_steps", lambda v: v >= 0, ">= 0"),
-    ("train.stop_at_step", lambda v: v >= 0, ">= 0"),
-    ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
-    ("train.keep_checkpoints", lambda v: v >= 1, ">= 1"),
-    ("train.log_every", lambda v: v >= 1, ">= 1"),
-    ("train.max_failures", lambda v: v >= -1, ">= -1 (-1 retries forever)"),
-    ("data.decode_timeout_s", lambda v: v >= 0, ">= 0 (0 = no limit)"),
-    ("train.fault_kill_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
-    ("train.fault_kill_rank", lambda v: v >= 0, ">= 0"),
-    ("train.fault_checkpoint_crash_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
-    ("train.fault_nan_at_step", lambda v: v >= 0, ">= 0 (0 = off)"),
-    ("train.eval_every", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
-    ("sweep.num_samples", lambda v: v >= 1, ">= 1"),
-    ("sweep.max_concurrent_trials", lambda v: v >= 0, ">= 0 (0 = derived from the cluster)"),
-    ("sweep.asha_grace_period", lambda v: v >= 0, ">= 0 (0 = the first evaluation)"),
-    ("sweep.asha_reduction_factor", lambda v: v > 1, "> 1"),
-    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
-    ("eval.text_batch_size", lambda v: v >= 1, ">= 1"),
-    ("eval.sim_block", lambda v: v >= 1, ">= 1"),
-]
+# The train section before it was split by concern: old key -> new key. Checkpoints and configs
+# written then still load.
+LEGACY_KEYS = {
+    "train.num_workers": "scaling.num_workers", "train.use_gpu": "scaling.use_gpu",
+    "train.cpus_per_worker": "scaling.cpus_per_worker", "train.placement_strategy": "scaling.placement_strategy",
+    "train.torch_threads": "scaling.torch_threads", "train.checkpoint_every": "checkpoint.every",
+    "train.keep_checkpoints": "checkpoint.keep", "train.keep_best_by": "checkpoint.keep_best_by",
+    "train.keep_best_order": "checkpoint.keep_best_order", "train.eval_at_end": "eval.at_end",
+    "train.eval_every": "eval.every", "train.fault_kill_at_step": "faults.kill_at_step",
+    "train.fault_kill_rank": "faults.kill_rank",
+    "train.fault_checkpoint_crash_at_step": "faults.checkpoint_crash_at_step",
+    "train.fault_nan_at_step": "faults.nan_at_step",
+}
+
+
+def migrate_legacy(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with every ``LEGACY_KEYS`` key moved to its new place (a copy; ``data`` itself if none)."""
+    train = data.get("train") if isinstance(data, Mapping) else None
+    if not isinstance(train, Mapping) or not any(f"train.{k}" in LEGACY_KEYS for k in train):
+        return data
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for key in [k for k in train if f"train.{k}" in LEGACY_KEYS]:
+        section, name = LEGACY_KEYS[f"train.{key}"].split(".")
+        target = out[section] = dict(out.get(section) or {})
+        if name in target:
+            raise ConfigError(f"config keys 'train.{key}' (old name) and '{section}.{name}' are both set")
+        target[name] = out["train"].pop(key)
+    return out
 
 
 def _type_name(tp: Any) -> str:
@@ -401,37 +463,15 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
         else:
             kwargs[f.name] = _coerce(data[f.name], tp, key, source)
     obj = cls(**kwargs)
-    if cls is Config:
-        _validate(obj, source)
+    problems = [(prefix + f.name, *_fail(f.name, f.metadata["check"].what, getattr(obj, f.name))[1:])
+                for f in dataclasses.fields(cls)
+                if "check" in f.metadata and not f.metadata["check"].ok(getattr(obj, f.name))]
+    if hasattr(obj, "check"):  # the section's (or, at the top, the whole config's) rules across fields
+        problems += [(key if cls is Config else prefix + key, what) for key, what in obj.check()]
+    if problems:
+        key, what = problems[0]
+        raise ConfigError(f"config key '{key}' {what} in {source}")
     return obj
-
-
-def _get(cfg: Config, dotted: str) -> Any:
-    obj: Any = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _validate(cfg: Config, source: str) -> None:
-    for key, ok, what in _RULES:
-        value = _get(cfg, key)
-        if not ok(value):
-            raise ConfigError(f"config key '{key}' must be {what} (got {value!r}) in {source}")
-    if cfg.train.fault_kill_at_step and cfg.train.fault_kill_rank >= cfg.train.num_workers:
-        raise ConfigError(f"config key 'train.fault_kill_rank' must be < train.num_workers "
-                          f"({cfg.train.num_workers}) (got {cfg.train.fault_kill_rank}) in {source}")
-    if cfg.train.eval_every % cfg.train.checkpoint_every:
-        raise ConfigError(f"config key 'train.eval_every' must be a multiple of train.checkpoint_every "
-                          f"({cfg.train.checkpoint_every}) (got {cfg.train.eval_every}) in {source}")
-    miles = cfg.method.miles
-    if miles.block_max < miles.block_min:
-        raise ConfigError(f"config key 'method.miles.block_max' must be >= method.miles.block_min "
-                          f"({miles.block_min}) (got {miles.block_max}) in {source}")
-
-
-def _dump_scalar(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
 
 
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # not "24e38_00000" (a name)

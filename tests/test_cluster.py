@@ -87,7 +87,7 @@ def test_rayjob_carries_the_raycluster_spec_and_a_valid_entrypoint():
     assert argv[:2] == ["raytrain", "train"] and argv[2] == "--config"
     cfg = load_config(REPO / argv[3], argv[4:])
     assert cfg.run.storage_path.startswith("s3://") and cfg.data.decode_resource == "decode"
-    assert cfg.train.placement_strategy == "SPREAD" and cfg.train.use_gpu
+    assert cfg.scaling.placement_strategy == "SPREAD" and cfg.scaling.use_gpu
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
     assert env["RAY_DATA_USE_DATASOURCE_V2"] == "0"
 

@@ -142,7 +142,7 @@ def test_a_hanging_decoder_is_bounded_by_the_timeout():
 
 def test_fault_and_resilience_keys_are_validated(synth_dir, tmp_path):
     from raytrain.config import ConfigError, apply_overrides
-    from raytrain.train.trainer import _validate_fault_keys, validate_inputs
+    from raytrain.train.trainer import validate_inputs
 
     base = apply_overrides(Config(), [f"data.manifest={synth_dir / 'manifest.parquet'}", "train.batch_size=4",
                                       f"run.storage_path={tmp_path}"])
@@ -152,13 +152,13 @@ def test_fault_and_resilience_keys_are_validated(synth_dir, tmp_path):
         apply_overrides(base, ["train.on_nan=retry"])
     with pytest.raises(ConfigError, match="data.decode_timeout_s"):
         apply_overrides(base, ["data.decode_timeout_s=-1"])
-    with pytest.raises(ConfigError, match="train.fault_kill_rank"):
-        apply_overrides(base, ["train.fault_kill_at_step=3", "train.fault_kill_rank=2"])
-    with pytest.raises(ValueError, match="train.keep_best_by"):
-        validate_inputs(apply_overrides(base, ["train.keep_best_by=accuracy"]))
-    with pytest.raises(ValueError, match="local run.storage_path"):
-        _validate_fault_keys(apply_overrides(base, ["train.fault_kill_at_step=2", "run.storage_path=s3://b/r"]))
-    assert validate_inputs(apply_overrides(base, ["train.keep_best_by=loss"])).cfg.train.keep_best_order == "min"
+    with pytest.raises(ConfigError, match="faults.kill_rank"):
+        apply_overrides(base, ["faults.kill_at_step=3", "faults.kill_rank=2"])
+    with pytest.raises(ConfigError, match="checkpoint.keep_best_by.*reported metric"):
+        apply_overrides(base, ["checkpoint.keep_best_by=accuracy"])
+    with pytest.raises(ConfigError, match="faults.kill_at_step.*local run.storage_path"):
+        apply_overrides(base, ["faults.kill_at_step=2", "run.storage_path=s3://b/r"])
+    assert validate_inputs(apply_overrides(base, ["checkpoint.keep_best_by=loss"])).cfg.checkpoint.keep_best_order == "min"
 
 
 def test_fire_once_and_the_attempt_log(tmp_path):

@@ -132,11 +132,11 @@ def test_ray_job_submit_two_nodes(two_node_cluster, synth_dir, tmp_path):
     overrides = [  # tests/conftest.py::tiny_config, as CLI overrides
         f"data.manifest={synth_dir / 'manifest.parquet'}", "data.num_frames=3", "data.max_words=16",
         "data.decode_batch_size=8", "model.arch=RT-Micro-ViT", "model.temporal=meanP",
-        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "train.num_workers=2",
-        "train.batch_size=4", "train.epochs=1", "train.checkpoint_every=2", "train.log_every=1",
+        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "scaling.num_workers=2",
+        "train.batch_size=4", "train.epochs=1", "checkpoint.every=2", "train.log_every=1",
         f"run.storage_path={storage}", "run.name=mn",
         # multi-node: one worker per node, decode actors on the `decode` node, shared storage declared
-        "train.max_steps=4", "train.cpus_per_worker=0.5", "train.placement_strategy=STRICT_SPREAD",
+        "train.max_steps=4", "scaling.cpus_per_worker=0.5", "scaling.placement_strategy=STRICT_SPREAD",
         "data.decode_resource=decode", "data.decode_resource_per_actor=0.5", "data.decode_cpus=0.5",
         "run.shared_storage=true"]
     submit = run(["job", "submit", *address, "--submission-id", job_id, "--working-dir", str(REPO),

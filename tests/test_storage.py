@@ -26,14 +26,14 @@ def _cfg(*overrides):
 
 
 def test_cluster_config_keys_parse_and_reject_bad_values():
-    cfg = _cfg("run.shared_storage=true", "train.placement_strategy=STRICT_SPREAD",
+    cfg = _cfg("run.shared_storage=true", "scaling.placement_strategy=STRICT_SPREAD",
                "data.decode_resource=decode", "data.decode_resource_per_actor=0.5")
-    assert cfg.run.shared_storage is True and cfg.train.placement_strategy == "STRICT_SPREAD"
-    assert Config().run.shared_storage == "auto" and Config().train.placement_strategy == "PACK"
+    assert cfg.run.shared_storage is True and cfg.scaling.placement_strategy == "STRICT_SPREAD"
+    assert Config().run.shared_storage == "auto" and Config().scaling.placement_strategy == "PACK"
     assert Config.from_dict(cfg.to_dict()) == cfg
     for bad, key in (("run.shared_storage=maybe", "run.shared_storage"),
                      ("run.shared_storage=1", "run.shared_storage"),
-                     ("train.placement_strategy=spread", "train.placement_strategy"),
+                     ("scaling.placement_strategy=spread", "scaling.placement_strategy"),
                      ("data.decode_resource_per_actor=0", "data.decode_resource_per_actor")):
         with pytest.raises(ConfigError, match=key):
             _cfg(bad)

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.e2e]
 def _sweep_config(tiny_config, tmp_path, name):
     # 1 worker per trial, batch 4: 12 steps per epoch; 6 steps, a checkpoint (and report) every 2.
     return apply_overrides(tiny_config, [
-        "train.num_workers=1", "train.max_steps=6", "train.checkpoint_every=2", "train.log_every=1",
+        "scaling.num_workers=1", "train.max_steps=6", "checkpoint.every=2", "train.log_every=1",
         "optim.warmup_fraction=0.0", f"run.storage_path={tmp_path / 'sweeps'}", f"sweep.name={name}",
         "sweep.max_concurrent_trials=1"])
 
@@ -68,7 +68,7 @@ def test_sweep_logs_every_trial_stops_the_bad_one_and_its_best_config_trains(
         ray_session, tiny_config, tmp_path):
     cfg = apply_overrides(_sweep_config(tiny_config, tmp_path, "lw"), [
         "method.name=mascot", "method.mascot.decoder_heads=2", "sweep.metric=loss", "sweep.mode=min",
-        "sweep.search=grid", "sweep.scheduler=asha", "sweep.asha_grace_period=2", "train.eval_at_end=true"])
+        "sweep.search=grid", "sweep.scheduler=asha", "sweep.asha_grace_period=2", "eval.at_end=true"])
     # A bad trial by construction: its masked-view InfoNCE weighs 50 (a contrastive loss stays near
     # log(batch) early on, so its total loss is ~20x the other's). Grid order is the listed order:
     # the sane trial runs first and sets ASHA's cutoff at step 2, where the bad one is stopped.
@@ -129,8 +129,8 @@ def test_sweep_logs_every_trial_stops_the_bad_one_and_its_best_config_trains(
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_config, tmp_path):
     cfg = apply_overrides(_sweep_config(tiny_config, tmp_path, "resume"), [
-        "sweep.metric=t2v_R1", "sweep.search=grid", "train.eval_at_end=true", "train.max_steps=4",
-        "train.eval_every=2"])
+        "sweep.metric=t2v_R1", "sweep.search=grid", "eval.at_end=true", "train.max_steps=4",
+        "eval.every=2"])
     space = {"space": {"mask.high_ratio": {"grid": [0.2, 0.4]}}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     config = tmp_path / "config.yaml"
@@ -159,7 +159,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_sess
     # The finished trial was not trained again: its run folder holds the same checkpoints.
     assert sorted(p.name for p in (sweep / "runs" / first).glob("checkpoint_*")) == first_ckpts
     assert Path(result.best_config_path).is_file()
-    # train.eval_every=2: R@1 at the step-2 checkpoint as well as at the end, in TensorBoard and in Tune.
+    # eval.every=2: R@1 at the step-2 checkpoint as well as at the end, in TensorBoard and in Tune.
     for row in result.rows:
         run = sweep / "runs" / row.trial_id / "tensorboard"
         assert {e.step for _, acc in _events(run) for e in acc.Scalars("eval/t2v_R1")} == {2, 4}

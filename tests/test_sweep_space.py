@@ -123,13 +123,13 @@ def test_shipped_spaces_load_against_the_sweep_config(name):
 
 
 def test_concurrency_follows_the_cluster_and_the_trial_size():
-    cfg = apply_overrides(Config(), ["train.num_workers=2", "train.cpus_per_worker=1", "data.decode_actors=1",
+    cfg = apply_overrides(Config(), ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.decode_actors=1",
                                      "data.decode_cpus=0.5"])
     need = trial_resources(cfg)  # 2 workers + train decode pool + eval decode pool + trial driver
     assert need == {"CPU": pytest.approx(3.01)}
     assert max_concurrent_trials(cfg, {"CPU": 4}) == 1
     assert max_concurrent_trials(cfg, {"CPU": 16}) == 5
-    gpu = apply_overrides(cfg, ["train.use_gpu=true", "data.decode_resource=decode"])
+    gpu = apply_overrides(cfg, ["scaling.use_gpu=true", "data.decode_resource=decode"])
     assert max_concurrent_trials(gpu, {"CPU": 64, "GPU": 4, "decode": 8}) == 2  # GPUs bind
     assert max_concurrent_trials(gpu, {"CPU": 64, "GPU": 8, "decode": 3}) == 1  # decode slots bind
     with pytest.raises(ConfigError, match="GPU"):
@@ -138,15 +138,15 @@ def test_concurrency_follows_the_cluster_and_the_trial_size():
 
 
 def test_asha_on_an_eval_metric_evaluates_during_training():
-    cfg = apply_overrides(Config(), ["sweep.scheduler=asha", "train.checkpoint_every=10"])
+    cfg = apply_overrides(Config(), ["sweep.scheduler=asha", "checkpoint.every=10"])
     prepared, notes = prepare_sweep_config(cfg)
-    assert prepared.train.eval_every == 10 and notes
+    assert prepared.eval.every == 10 and notes
     with pytest.raises(ConfigError, match="sweep.metric"):
         prepare_sweep_config(apply_overrides(cfg, ["sweep.metric=accuracy"]))
     _, notes = prepare_sweep_config(apply_overrides(Config(), ["sweep.metric=loss", "sweep.mode=max"]))
     assert any("lower is better" in n for n in notes)
-    with pytest.raises(ConfigError, match="train.eval_every"):
-        apply_overrides(Config(), ["train.checkpoint_every=10", "train.eval_every=15"])
+    with pytest.raises(ConfigError, match="eval.every"):
+        apply_overrides(Config(), ["checkpoint.every=10", "eval.every=15"])
 
 
 def test_trials_sort_best_first_and_the_table_lists_them():

@@ -28,13 +28,13 @@ def _event_scalars(run_dir: Path, tag: str) -> dict[int, float]:
 
 def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config):
     # 48 train clips / 2 workers / batch 4 -> 6 steps per epoch; stop after 4, then resume to 6.
-    cfg = apply_overrides(tiny_config, ["train.stop_at_step=4", "train.eval_at_end=false"])
+    cfg = apply_overrides(tiny_config, ["train.stop_at_step=4", "eval.at_end=false"])
     first = fit(cfg)
     state = load_training_state(find_checkpoint(first.checkpoint_path))
     assert state["step"] == 4 and state["extra"]["start_step"] == 0
     assert len(state["rng"]) == 2  # every rank's RNG state is kept
 
-    second = fit(apply_overrides(tiny_config, ["train.eval_at_end=true"]))
+    second = fit(apply_overrides(tiny_config, ["eval.at_end=true"]))
     final = load_training_state(find_checkpoint(second.checkpoint_path))
     assert final["step"] == 6 and final["extra"]["start_step"] == 4
     assert final["scheduler"]["last_epoch"] == 6  # the LR schedule continued, not restarted
@@ -46,7 +46,7 @@ def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config):
     assert "eval/t2v_R1" in _event_tags(run)
 
     # Running the finished run again trains nothing more and keeps the finished checkpoint.
-    third = fit(apply_overrides(tiny_config, ["train.eval_at_end=false"]))
+    third = fit(apply_overrides(tiny_config, ["eval.at_end=false"]))
     assert load_training_state(find_checkpoint(third.checkpoint_path))["step"] == 6
     assert Path(second.checkpoint_path).exists()
 
@@ -75,8 +75,8 @@ def test_training_beats_the_untrained_model_on_held_out_split(ray_session, tmp_p
     cfg = apply_overrides(Config(), [
         f"data.manifest={data / 'manifest.parquet'}", "data.num_frames=3", "data.decode_batch_size=16",
         "model.arch=RT-Tiny-ViT", "model.temporal=meanP", "optim.lr=1e-3", "optim.tower_lr=1e-3",
-        "optim.weight_decay=0.05", "train.num_workers=2", "train.batch_size=16", "train.epochs=12",
-        "train.checkpoint_every=1000", f"run.storage_path={tmp_path / 'runs'}", "run.name=learn"])
+        "optim.weight_decay=0.05", "scaling.num_workers=2", "train.batch_size=16", "train.epochs=12",
+        "checkpoint.every=1000", f"run.storage_path={tmp_path / 'runs'}", "run.name=learn"])
     rows = load_manifest(cfg.data.manifest, split="test")
     seed_everything(cfg.train.seed)
     untrained = evaluate_on_driver(cfg, build_model(cfg.model), rows)
@@ -91,7 +91,7 @@ def test_mascot_fit_and_resume(ray_session, tiny_config, strategy):
     cfg = apply_overrides(tiny_config, ["method.name=mascot", f"mask.strategy={strategy}",
                                         "method.mascot.decoder_heads=4", "method.mascot.lambda_tp=0.1",
                                         f"run.name=mascot-{strategy}"])
-    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "eval.at_end=false"]))
     assert load_training_state(find_checkpoint(first.checkpoint_path))["step"] == 2
     second = fit(apply_overrides(cfg, ["train.max_steps=4"]))
     final = load_training_state(find_checkpoint(second.checkpoint_path))
@@ -104,7 +104,7 @@ def test_mascot_fit_and_resume(ray_session, tiny_config, strategy):
 
 def test_miles_fit_and_resume(ray_session, tiny_config):
     cfg = apply_overrides(tiny_config, ["method.name=miles", "method.miles.momentum=0.5", "run.name=miles"])
-    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "eval.at_end=false"]))
     state = load_training_state(find_checkpoint(first.checkpoint_path))
     assert state["step"] == 2
     ema, online = state["model"]["ema_visual.proj"], state["model"]["model.clip.visual.proj"]
@@ -121,7 +121,7 @@ def test_dmae_fit_and_resume_evaluates_with_its_similarity(ray_session, tiny_con
     from raytrain.cli import evaluate_checkpoint
 
     cfg = apply_overrides(tiny_config, ["method.name=dmae", "run.name=dmae"])
-    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "train.eval_at_end=false"]))
+    first = fit(apply_overrides(cfg, ["train.stop_at_step=2", "eval.at_end=false"]))
     assert load_training_state(find_checkpoint(first.checkpoint_path))["step"] == 2
     second = fit(apply_overrides(cfg, ["train.max_steps=4"]))
     final = load_training_state(find_checkpoint(second.checkpoint_path))
@@ -138,7 +138,7 @@ def test_frame_cache_run_decodes_only_the_first_epoch(ray_session, tiny_config):
     # 6 steps per epoch: epoch 1 (steps 1-6) decodes and fills the cache, epoch 2 reads it; the
     # evaluation at step 6 fills the eval cache and the final one (step 12) reads it.
     cfg = apply_overrides(tiny_config, ["data.cache=frames", "data.cache_samplings=2", "train.epochs=2",
-                                        "train.checkpoint_every=6", "train.eval_every=6"])
+                                        "checkpoint.every=6", "eval.every=6"])
     result = fit(cfg)
     hit_rate = _event_scalars(Path(result.run_dir), "data/cache_hit_rate")
     assert set(hit_rate) == set(range(1, 13))

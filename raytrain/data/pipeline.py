@@ -273,7 +273,7 @@ def _table_dataset(table, rows_per_block: int):
 
 def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int):
     """One pass over the epoch plan for steps ``[start_step, end_step)``."""
-    global_batch = cfg.train.batch_size * cfg.train.num_workers
+    global_batch = cfg.train.batch_size * cfg.scaling.num_workers
     plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
     ds = _table_dataset(plan, cfg.data.decode_batch_size)
     return _decode(ds, cfg, image_size, train=True, rows=rows,
@@ -290,7 +290,7 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
     planned step, in plan order. Read unsplit with ``preserve_order``, each rank's batches are then a
     pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
     per_rank = cfg.train.batch_size
-    world = cfg.train.num_workers
+    world = cfg.scaling.num_workers
     plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
     cache_location = prepare_cache(cfg, rows, image_size, train=True)
     position = np.arange(plan.num_rows) % (per_rank * world)

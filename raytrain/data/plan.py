@@ -20,7 +20,7 @@ def plan_steps(num_clips: int, world_size: int, batch_size: int, epochs: int,
     per_epoch = num_clips // (world_size * batch_size)
     if per_epoch < 1:
         raise ValueError(f"the train split has {num_clips} clips, fewer than one global batch "
-                         f"(train.batch_size {batch_size} x train.num_workers {world_size})")
+                         f"(train.batch_size {batch_size} x scaling.num_workers {world_size})")
     total = per_epoch * epochs
     return per_epoch, min(total, max_steps) if max_steps > 0 else total
 

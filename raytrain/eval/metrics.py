@@ -15,6 +15,18 @@ import numpy as np
 
 KS = (1, 5, 10)
 
+# Metric names, defined once: every reported, logged, tabled or swept name comes from here.
+RANK_METRICS = ("R1", "R5", "R10", "MdR", "MnR")  # per direction
+DIRECTIONS = ("t2v", "v2t")  # text→video, video→text
+EVAL_METRICS = tuple(f"{d}_{m}" for d in DIRECTIONS for m in RANK_METRICS)
+TRAIN_METRICS = ("loss", "step")
+REPORTED_METRICS = TRAIN_METRICS + EVAL_METRICS  # what every checkpoint report may carry
+LOWER_IS_BETTER = frozenset({"loss", *(f"{d}_{m}" for d in DIRECTIONS for m in ("MdR", "MnR"))})
+
+
+def is_eval_metric(name: str) -> bool:
+    return name in EVAL_METRICS
+
 
 def _hit_probability(greater: np.ndarray, tied_wrong: np.ndarray, tied_right: np.ndarray, k: int) -> np.ndarray:
     """P(first correct item within the top k) when ``greater`` wrong items score strictly higher and

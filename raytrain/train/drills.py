@@ -24,13 +24,13 @@ from raytrain.train.state import checkpoint_complete, find_checkpoint, load_trai
 # name -> (overrides, expected error text or None when the run must finish)
 DRILLS: dict[str, tuple[list[str], str | None]] = {
     "none (baseline)": ([], None),
-    "worker killed (rank 1, step 3)": (["train.fault_kill_at_step=3", "train.fault_kill_rank=1",
+    "worker killed (rank 1, step 3)": (["faults.kill_at_step=3", "faults.kill_rank=1",
                                         "train.max_failures=1"], None),
     "bad videos, skip": (["data.on_bad_video=skip"], None),
     "bad videos, error": (["data.on_bad_video=error"], r"cannot decode '.*(zero|truncated)\.mp4'"),
-    "crash mid-checkpoint (step 4)": (["train.fault_checkpoint_crash_at_step=4", "train.max_failures=1"], None),
-    "NaN loss, skip (step 3)": (["train.fault_nan_at_step=3", "train.on_nan=skip"], None),
-    "NaN loss, stop (step 3)": (["train.fault_nan_at_step=3", "train.on_nan=stop"],
+    "crash mid-checkpoint (step 4)": (["faults.checkpoint_crash_at_step=4", "train.max_failures=1"], None),
+    "NaN loss, skip (step 3)": (["faults.nan_at_step=3", "train.on_nan=skip"], None),
+    "NaN loss, stop (step 3)": (["faults.nan_at_step=3", "train.on_nan=stop"],
                                 r"non-finite loss or gradient at step 3.*last good checkpoint is step 2"),
 }
 
@@ -53,8 +53,8 @@ def drill_config(base: Config, name: str, workdir: Path) -> Config:
     reproducible per-rank batches; bad-video drills get a manifest with a zero-byte and a truncated
     mp4 among the first step's clips."""
     slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
-    cfg = apply_overrides(base, ["train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=10",
-                                 "train.eval_at_end=false", "data.per_rank_plan=true",
+    cfg = apply_overrides(base, ["train.max_steps=4", "checkpoint.every=2", "checkpoint.keep=10",
+                                 "eval.at_end=false", "data.per_rank_plan=true",
                                  f"run.storage_path={workdir / 'runs'}", f"run.name={slug}"])
     if name.startswith("bad videos"):
         cfg = apply_overrides(cfg, [f"data.manifest={bad_video_manifest(cfg, workdir / slug)}"])
@@ -66,7 +66,7 @@ def bad_video_manifest(cfg: Config, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = load_manifest(cfg.data.manifest)
     train = [r for r in rows if r.split == cfg.data.train_split]
-    plan = build_plan(train, cfg.train.batch_size * cfg.train.num_workers, cfg.train.seed, 0, 1)
+    plan = build_plan(train, cfg.train.batch_size * cfg.scaling.num_workers, cfg.train.seed, 0, 1)
     first = [train[i].video_id for i in plan.column("clip").to_pylist()[:2]]
     (out / "zero.mp4").write_bytes(b"")
     (out / "truncated.mp4").write_bytes(Path(train[0].path).read_bytes()[:700])

@@ -92,7 +92,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     cfg = Config.from_dict(loop_config["config"], source="train loop config")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(cfg.train.torch_threads)
+    torch.set_num_threads(cfg.scaling.torch_threads)
     device = ray.train.torch.get_device()
     amp = autocast_dtype(cfg, device)
 
@@ -180,7 +180,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
             loss, logs = model(batch)
-        if cfg.train.fault_nan_at_step == step + 1:  # fault injection: this step's loss is NaN
+        if cfg.faults.nan_at_step == step + 1:  # fault injection: this step's loss is NaN
             loss = loss * float("nan")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # every rank, even for a NaN: DDP's gradient all-reduce must stay matched
@@ -201,7 +201,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             running.append(float(loss.detach()))
         scheduler.step()  # a skipped update still uses up its planned step (data and LR schedule)
         step += 1
-        if (cfg.train.fault_kill_at_step == step and rank == cfg.train.fault_kill_rank
+        if (cfg.faults.kill_at_step == step and rank == cfg.faults.kill_rank
                 and faults.fire_once(run_dir, "kill", step)):
             print(f"[raytrain] fault injection: rank {rank} exits hard after step {step}", flush=True)
             faults.die()
@@ -213,9 +213,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 writer.add_scalar(f"train/{key}", float(value), step)
             if cache_hits:
                 writer.add_scalar("data/cache_hit_rate", float(np.mean(cache_hits[-cfg.train.log_every:])), step)
-        if step % cfg.train.checkpoint_every == 0 and step < end_step:
+        if step % cfg.checkpoint.every == 0 and step < end_step:
             metrics = _loss_metrics(running)
-            if cfg.train.eval_every and step % cfg.train.eval_every == 0:  # e.g. for a sweep's ASHA
+            if cfg.eval.every and step % cfg.eval.every == 0:  # e.g. for a sweep's ASHA
                 metrics.update(_evaluate(cfg, retrieval_model(module), device, amp, rank, loop_config))
                 _log_eval(writer, metrics, step)
             _report(cfg, module, optimizer, scheduler, step, world, rank, metrics, start_step,
@@ -229,7 +229,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             print(f"[raytrain] stop requested ({stop_file}): ending at step {step}", flush=True)
         if writer is not None:
             writer.close()
-        if step % cfg.train.checkpoint_every:  # not just checkpointed
+        if step % cfg.checkpoint.every:  # not just checkpointed
             _report(cfg, module, optimizer, scheduler, step, world, rank,
                     {**_loss_metrics(running), "stopped": True}, start_step, counters, new_bad, train_paths,
                     run_dir, None)
@@ -240,7 +240,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # The last checkpoint carries the final metrics (Ray Train's Result holds the latest
     # checkpoint's metrics), so evaluation comes before it.
     final: dict[str, Any] = _loss_metrics(running)
-    if cfg.train.eval_at_end:
+    if cfg.eval.at_end:
         final.update(_evaluate(cfg, retrieval_model(module), device, amp, rank, loop_config))
     _log_eval(writer, final, step)
     if writer is not None:
@@ -323,7 +323,7 @@ def _report(cfg: Config, module, optimizer, scheduler, step: int, world: int, ra
         return
     if writer is not None and cfg.data.on_bad_video == "skip":
         writer.add_scalar("data/bad_videos_skipped", counters["bad_videos_skipped"], step)
-    crash = (cfg.train.fault_checkpoint_crash_at_step == step
+    crash = (cfg.faults.checkpoint_crash_at_step == step
              and faults.fire_once(run_dir, "checkpoint_crash", step))
     with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
         save_training_state(tmp, cfg, module, optimizer, scheduler, step, rngs,

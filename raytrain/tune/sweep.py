@@ -33,13 +33,13 @@ TRIAL_DRIVER_CPU = 0.01  # the trial function only drives its TorchTrainer (Tune
 
 def trial_resources(cfg: Config) -> dict[str, float]:
     """What one trial holds at its peak: Train workers, the train decode pool(s) and the eval pool."""
-    d, t = cfg.data, cfg.train
-    pools = t.num_workers if d.per_rank_plan else 1
-    if t.eval_at_end or t.eval_every:
+    d, s = cfg.data, cfg.scaling
+    pools = s.num_workers if d.per_rank_plan else 1
+    if cfg.needs_eval:
         pools += 1
-    need = {"CPU": t.num_workers * t.cpus_per_worker + pools * d.decode_actors * d.decode_cpus + TRIAL_DRIVER_CPU}
-    if t.use_gpu:
-        need["GPU"] = float(t.num_workers)
+    need = {"CPU": s.num_workers * s.cpus_per_worker + pools * d.decode_actors * d.decode_cpus + TRIAL_DRIVER_CPU}
+    if s.use_gpu:
+        need["GPU"] = float(s.num_workers)
     if d.decode_resource:
         need[d.decode_resource] = pools * d.decode_actors * d.decode_resource_per_actor
     return need
@@ -55,7 +55,7 @@ def max_concurrent_trials(cfg: Config, cluster: dict[str, float]) -> int:
     for resource, amount in need.items():
         have = float(cluster.get(resource, 0.0))
         if have < amount:
-            raise ConfigError(f"one trial needs {amount:g} {resource} (train.num_workers, cpus_per_worker, "
+            raise ConfigError(f"one trial needs {amount:g} {resource} (scaling.num_workers, cpus_per_worker, "
                               f"data.decode_*), the cluster has {have:g}: no trial could start")
         fits.append(math.floor(have / amount + 1e-9))
     return max(1, min(fits))
@@ -66,20 +66,20 @@ def is_eval_metric(metric: str) -> bool:
 
 
 def prepare_sweep_config(cfg: Config) -> tuple[Config, list[str]]:
-    """Settings a sweep needs: ASHA on an eval metric needs evaluations during training (``train.eval_every``
+    """Settings a sweep needs: ASHA on an eval metric needs evaluations during training (``eval.every``
     defaults to every checkpoint then). Returns the config and notes for the user."""
     notes = []
     s = cfg.sweep
     if s.metric != "loss" and not is_eval_metric(s.metric):
         raise ConfigError(f"config key 'sweep.metric': '{s.metric}' is not reported by training; use loss "
                           f"or an eval metric (t2v_R1, t2v_R5, t2v_R10, t2v_MdR, t2v_MnR, v2t_*)")
-    if is_eval_metric(s.metric) and not cfg.train.eval_at_end and not cfg.train.eval_every:
-        raise ConfigError(f"config key 'sweep.metric': '{s.metric}' needs evaluation; set train.eval_at_end "
-                          f"or train.eval_every")
-    if s.scheduler == "asha" and is_eval_metric(s.metric) and not cfg.train.eval_every:
-        cfg = apply_overrides(cfg, [f"train.eval_every={cfg.train.checkpoint_every}"])
+    if is_eval_metric(s.metric) and not cfg.eval.at_end and not cfg.eval.every:
+        raise ConfigError(f"config key 'sweep.metric': '{s.metric}' needs evaluation; set eval.at_end "
+                          f"or eval.every")
+    if s.scheduler == "asha" and is_eval_metric(s.metric) and not cfg.eval.every:
+        cfg = apply_overrides(cfg, [f"eval.every={cfg.checkpoint.every}"])
         notes.append(f"ASHA stops trials on {s.metric}: evaluating every checkpoint "
-                     f"(train.eval_every={cfg.train.checkpoint_every})")
+                     f"(eval.every={cfg.checkpoint.every})")
     if cfg.data.cache == "frames" and not cfg.data.cache_dir:
         cache_dir = join(sweep_dir(cfg), "frame_cache")
         cfg = cfg.replace(**{"data.cache_dir": cache_dir if is_uri(cache_dir) else os.path.abspath(cache_dir)})
@@ -95,7 +95,7 @@ def asha_grace_period(cfg: Config) -> int:
     carries the metric."""
     if cfg.sweep.asha_grace_period:
         return cfg.sweep.asha_grace_period
-    return cfg.train.eval_every if is_eval_metric(cfg.sweep.metric) else cfg.train.checkpoint_every
+    return cfg.eval.every if is_eval_metric(cfg.sweep.metric) else cfg.checkpoint.every
 
 
 def best_trial_config(cfg: Config, params: dict[str, Any]) -> Config:
@@ -346,7 +346,7 @@ def _trial_row(cfg: Config, result) -> TrialRow:
 def _total_steps(cfg: Config) -> int:
     from raytrain.data.plan import end_step, plan_steps
 
-    _, total = plan_steps(_train_clip_count(cfg.data.manifest, cfg.data.train_split), cfg.train.num_workers,
+    _, total = plan_steps(_train_clip_count(cfg.data.manifest, cfg.data.train_split), cfg.scaling.num_workers,
                           cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
     return end_step(total, cfg.train.stop_at_step)
 
@@ -410,7 +410,7 @@ class HParamsCallback(_callback_base()):
         self.cfg, self.space, self.location = cfg, space, location
         # TensorBoard tag -> the reported metric it shows (its last value)
         self.metrics = {f"hparam/{cfg.sweep.metric}": cfg.sweep.metric, "hparam/steps": "step"}
-        if cfg.sweep.metric != "t2v_R1" and cfg.train.eval_at_end:
+        if cfg.sweep.metric != "t2v_R1" and cfg.eval.at_end:
             self.metrics["hparam/t2v_R1"] = "t2v_R1"
         self._wrote_experiment = False
 

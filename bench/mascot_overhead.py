@@ -43,8 +43,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from raytrain.config import Config, apply_overrides
+    from raytrain.methods import build_objective
     from raytrain.methods import mascot as mascot_module
-    from raytrain.methods.objective import build_objective
     from raytrain.model.clip_video import get_tokenizer, model_image_size
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -54,7 +54,7 @@ def bare_step_fn(arch: str, batch: dict, device: torch.device, amp, optimizer: b
 
 
 def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
-    from raytrain.methods.objective import build_objective
+    from raytrain.methods import build_objective
     from raytrain.train.schedule import build_optimizer, build_scheduler
 
     torch.manual_seed(0)

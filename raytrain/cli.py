@@ -35,7 +35,7 @@ def _cmd_train(args) -> None:
 def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
     from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
-    from raytrain.methods.objective import build_objective, retrieval_model
+    from raytrain.methods import build_objective, retrieval_model
     from raytrain.ray_env import ensure_ray
     from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
@@ -114,6 +114,7 @@ def _cmd_cache(args) -> None:
     ``data.decode_resource``), so that even a run's first epoch reads frames instead of decoding."""
     from raytrain.data.frame_cache import FrameCache, num_samplings
     from raytrain.data.pipeline import fill_dataset
+    from raytrain.methods import data_columns
     from raytrain.ray_env import ensure_ray
     from raytrain.train.trainer import validate_inputs
 
@@ -127,7 +128,7 @@ def _cmd_cache(args) -> None:
     for train, rows in ((True, inputs.train_rows), (False, inputs.eval_rows)):
         if not rows:
             continue
-        dataset, location = fill_dataset(cfg, rows, inputs.image_size, train)
+        dataset, location = fill_dataset(cfg, rows, inputs.image_size, train, data_columns(cfg))
         cache = FrameCache(location)
         cache.refresh()
         before, t0 = len(cache), time.time()

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from raytrain.config import Config, apply_overrides
-from raytrain.methods.objective import build_objective
+from raytrain.methods import build_objective
 
 
 def _free_port():

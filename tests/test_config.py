@@ -85,10 +85,9 @@ def test_names_that_look_like_numbers_stay_names():
 def test_every_checked_field_names_its_key_and_rule():
     """Each field's check sits beside it (config.knob): a bad value names the dotted key and the rule."""
     import dataclasses
+    import typing
 
     from raytrain.config import Check
-
-    import typing
 
     def sections(cls, prefix=""):
         hints = typing.get_type_hints(cls)

@@ -11,6 +11,7 @@ from ddp_check import assert_two_workers_match_single, micro_batch
 from raytrain.config import Config, DmaeSection, TpmclSection, apply_overrides
 from raytrain.eval.metrics import both_directions
 from raytrain.eval.retrieval import evaluate_model
+from raytrain.methods import build_objective, retrieval_model
 from raytrain.methods.dmae import (
     Dmae,
     TokenWeightPredictor,
@@ -22,7 +23,6 @@ from raytrain.methods.dmae import (
     tpm_loss,
 )
 from raytrain.methods.losses import hard_negatives, negnce_loss
-from raytrain.methods.objective import build_objective, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
 
 # ---------------------------------------------------------------- similarity

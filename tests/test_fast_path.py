@@ -6,7 +6,7 @@ import torch
 from ddp_check import micro_batch
 
 from raytrain.config import Config, apply_overrides
-from raytrain.methods.objective import build_objective
+from raytrain.methods import build_objective
 
 
 def _objective(*overrides):

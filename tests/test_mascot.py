@@ -5,6 +5,7 @@ import torch
 from ddp_check import assert_two_workers_match_single, micro_batch
 
 from raytrain.config import Config, MascotSection, MaskSection, apply_overrides
+from raytrain.methods import build_objective
 from raytrain.methods.mascot import (
     Mascot,
     co_learning_loss,
@@ -14,7 +15,6 @@ from raytrain.methods.mascot import (
     text_patch_alignment,
 )
 from raytrain.methods.masks import informed_masks, mask_count, random_mask, visible_index
-from raytrain.methods.objective import build_objective
 from raytrain.model.clip_video import build_model
 
 # ---------------------------------------------------------------- masks

@@ -6,9 +6,9 @@ import torch
 from ddp_check import assert_two_workers_match_single, micro_batch
 
 from raytrain.config import Config, ConfigError, apply_overrides
+from raytrain.methods import build_objective
 from raytrain.methods.masks import mask_count, tube_mask
 from raytrain.methods.miles import EMA_PREFIX, Miles, ema_update, mvm_loss
-from raytrain.methods.objective import build_objective
 
 # ---------------------------------------------------------------- pure parts
 

@@ -65,28 +65,30 @@ def test_corrupt_clip_error_names_the_file(ray_session, tiny_config, tmp_path):
 
 def test_random_masks_from_the_data_workers(ray_session, tiny_config):
     from raytrain.config import apply_overrides
-    from raytrain.train.loop import train_dtypes
+    from raytrain.data.batch import train_batch_dtypes
+    from raytrain.methods import data_columns
 
     cfg = apply_overrides(tiny_config, ["method.name=mascot", "mask.strategy=random",
                                         "mask.high_ratio=0.25", "mask.low_ratio=0.5"])
     rows = load_manifest(cfg.data.manifest, split="train")
-    batch = next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1).iter_torch_batches(
-        batch_size=8, dtypes=train_dtypes(cfg))))
+    batch = next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1, mask_columns=data_columns(cfg)).iter_torch_batches(
+        batch_size=8, dtypes=train_batch_dtypes(cfg, data_columns(cfg)))))
     assert batch["mask_high"].shape == (8, 3, 16) and batch["mask_high"].dtype == torch.bool
     assert (batch["mask_high"].sum(-1) == 4).all() and (batch["mask_low"].sum(-1) == 8).all()
 
 
 def test_tube_masks_from_the_data_workers_reproduce(ray_session, tiny_config):
     from raytrain.config import apply_overrides
-    from raytrain.train.loop import train_dtypes
+    from raytrain.data.batch import train_batch_dtypes
+    from raytrain.methods import data_columns
 
     cfg = apply_overrides(tiny_config, ["method.name=miles", "method.miles.mask_ratio=0.5"])
-    assert set(train_dtypes(cfg)) == {"frames", "tokens", "mask_tube"}
+    assert set(train_batch_dtypes(cfg, data_columns(cfg))) == {"frames", "tokens", "mask_tube"}
     rows = load_manifest(cfg.data.manifest, split="train")
 
     def first_batch():
-        return next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1).iter_torch_batches(
-            batch_size=8, dtypes=train_dtypes(cfg))))
+        return next(iter(train_dataset(cfg, rows, image_size=32, start_step=0, end_step=1, mask_columns=data_columns(cfg)).iter_torch_batches(
+            batch_size=8, dtypes=train_batch_dtypes(cfg, data_columns(cfg)))))
 
     batch = first_batch()
     assert batch["mask_tube"].shape == (8, 16) and batch["mask_tube"].dtype == torch.bool

@@ -8,6 +8,8 @@ epoch plan built from it (``raytrain.data.plan``), evaluation the eval split in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -15,7 +17,6 @@ from raytrain.config import Config
 from raytrain.data import frame_cache
 from raytrain.data.manifest import ClipRow
 from raytrain.data.plan import build_plan
-from raytrain.methods.objective import random_mask_columns
 from raytrain.model.clip_video import model_num_patches
 
 
@@ -207,10 +208,10 @@ class DecodeClips:
 
 
 def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] | None = None,
-            cache_location: str | None = None):
+            cache_location: str | None = None, mask_columns: Sequence[str] = ()):
     import ray.data
 
-    masks = random_mask_columns(cfg) if train else ()
+    masks = tuple(mask_columns) if train else ()
     miles = cfg.method.miles
     return ds.map_batches(
         DecodeClips,
@@ -271,13 +272,23 @@ def _table_dataset(table, rows_per_block: int):
     return ray.data.from_arrow([table.slice(i, size) for i in range(0, table.num_rows, size)] or [table])
 
 
-def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int):
+def train_datasets(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int,
+                   mask_columns: Sequence[str] = ()) -> dict:
+    """The Train datasets for steps ``[start_step, end_step)``: ``{"train": ...}`` split by Ray Data, or
+    with ``data.per_rank_plan`` one dataset per rank (``rank_dataset_name``)."""
+    if cfg.data.per_rank_plan:
+        return train_datasets_per_rank(cfg, rows, image_size, start_step, end_step, mask_columns)
+    return {"train": train_dataset(cfg, rows, image_size, start_step, end_step, mask_columns)}
+
+
+def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int, end_step: int,
+                  mask_columns: Sequence[str] = ()):
     """One pass over the epoch plan for steps ``[start_step, end_step)``."""
     global_batch = cfg.train.batch_size * cfg.scaling.num_workers
     plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
     ds = _table_dataset(plan, cfg.data.decode_batch_size)
     return _decode(ds, cfg, image_size, train=True, rows=rows,
-                   cache_location=prepare_cache(cfg, rows, image_size, train=True))
+                   cache_location=prepare_cache(cfg, rows, image_size, train=True), mask_columns=mask_columns)
 
 
 def rank_dataset_name(rank: int) -> str:
@@ -285,7 +296,7 @@ def rank_dataset_name(rank: int) -> str:
 
 
 def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, start_step: int,
-                            end_step: int) -> dict:
+                            end_step: int, mask_columns: Sequence[str] = ()) -> dict:
     """``data.per_rank_plan``: one dataset per rank holding that rank's ``batch_size`` rows of every
     planned step, in plan order. Read unsplit with ``preserve_order``, each rank's batches are then a
     pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
@@ -299,11 +310,11 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
         part = plan.take(np.flatnonzero(position // per_rank == rank))
         ds = _table_dataset(part, cfg.data.decode_batch_size)
         out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows,
-                                               cache_location=cache_location)
+                                               cache_location=cache_location, mask_columns=mask_columns)
     return out
 
 
-def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool):
+def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool, mask_columns: Sequence[str] = ()):
     """``(dataset, cache folder)``: every clip of a split once through the decode actors with the frame
     cache on (``raytrain cache``): a train clip's first visit writes all of its samplings, an eval clip
     its centres. Read it to the end; the frames themselves are not needed."""
@@ -318,7 +329,8 @@ def fill_dataset(cfg: Config, rows: list[ClipRow], image_size: int, train: bool)
         "caption": pa.array([r.captions[0] for r in rows], pa.string()),
         "sample_seed": pa.array([0] * len(rows), pa.int64()), "sampling": pa.array([0] * len(rows), pa.int32())})
     ds = _table_dataset(table, cfg.data.decode_batch_size)
-    return _decode(ds, cfg, image_size, train=True, rows=rows, cache_location=location), location
+    return _decode(ds, cfg, image_size, train=True, rows=rows, cache_location=location,
+                   mask_columns=mask_columns), location
 
 
 def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):

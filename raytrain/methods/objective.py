@@ -56,6 +56,9 @@ class Clip4Clip(nn.Module):
         loss = self.contrastive_loss(gather_features(text.float()) @ gather_features(video.float()).t(), scale)
         return loss, {"loss_nce": loss.detach(), "logit_scale": scale.detach()}
 
+    def after_optimizer_step(self) -> None:
+        """Called on every rank after each real optimizer step (MILES updates its EMA snapshot)."""
+
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(tower parameters, everything else): CLIP4Clip trains them at different rates."""
         towers, _ = self.model.parameter_groups()

@@ -15,12 +15,13 @@ import torch
 import torch.distributed as dist
 
 from raytrain.config import Config
+from raytrain.data.batch import eval_batch_dtypes, train_batch_dtypes
 from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import plan_steps
 from raytrain.eval.retrieval import evaluate_model
-from raytrain.methods.objective import build_objective, random_mask_columns, retrieval_model
+from raytrain.methods import build_objective, data_columns, retrieval_model
 from raytrain.model.clip_video import get_tokenizer
-from raytrain.storage import exists, join, run_location, tensorboard_log, write_text
+from raytrain.storage import tensorboard_log
 from raytrain.train import faults
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import (
@@ -30,21 +31,6 @@ from raytrain.train.state import (
     seed_everything,
     set_rng_state,
 )
-
-# In a sweep trial's run folder: the Train workers' placement group id, which the sweep driver removes
-# when the trial ends (raytrain/tune/sweep.py, ReleaseTrialResources).
-PLACEMENT_GROUP_FILE = "train_placement_group"
-
-
-def train_dtypes(cfg: Config) -> dict[str, torch.dtype]:
-    """Column dtypes of a train batch (Ray Data needs one for every column, and no others)."""
-    dtypes = {"frames": torch.uint8, "tokens": torch.int64}
-    dtypes.update({column: torch.bool for column in random_mask_columns(cfg)})
-    if cfg.data.on_bad_video == "skip":
-        dtypes["bad_clip"] = torch.int64  # the plan clip a substitute replaced, or -1
-    if cfg.data.cache == "frames":
-        dtypes["cache_hit"] = torch.bool  # the clip's frames came from the frame cache
-    return dtypes
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -101,7 +87,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(module)
     if cfg.train.compile != "none":  # after DDP: its optimizer splits the graph at gradient buckets
         model = torch.compile(model, mode=None if cfg.train.compile == "default" else cfg.train.compile)
-    after_step = getattr(module, "after_optimizer_step", None)  # e.g. MILES's EMA snapshot update
     optimizer = build_optimizer(module, cfg.optim)
     steps_per_epoch, total_steps = plan_steps(loop_config["num_train_clips"], world, cfg.train.batch_size,
                                               cfg.train.epochs, cfg.train.max_steps)
@@ -136,7 +121,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     else:
         seed_everything(cfg.train.seed + rank)  # per-rank streams for anything random in the step
 
-    stop_file, stopped = loop_config.get("stop_file"), False  # a sweep trial: ends when this file appears
+    trial, stopped = loop_config.get("trial"), False  # a sweep trial: ends when the sweep asks
     writer = None
     if rank == 0:
         writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
@@ -144,8 +129,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         print(f"[raytrain] rank 0: {world} worker(s), {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps in all, starting at step {step}", flush=True)
         faults.log_event(run_dir, start_step=step)
-    if stop_file and rank == 0:  # a sweep trial: the placement group its driver frees when it ends
-        _record_placement_group(join(run_location(cfg), PLACEMENT_GROUP_FILE))
+    if trial is not None and rank == 0:  # a sweep trial: the placement group its driver frees when it ends
+        trial.record_placement_group()
     nodes = _gather_node_ids(world)  # every rank takes part (a collective)
     if writer is not None:
         print(f"[raytrain] worker nodes (rank: node id): {dict(enumerate(nodes))}", flush=True)
@@ -165,7 +150,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     cache_hits: list[float] = []  # data.cache=frames: share of this rank's clips read from the cache
     model.train()
     batches = shard.iter_torch_batches(batch_size=cfg.train.batch_size, drop_last=True,
-                                       dtypes=train_dtypes(cfg))
+                                       dtypes=train_batch_dtypes(cfg, data_columns(cfg)))
     for i, batch in enumerate(_name_bad_videos(batches)):
         if i < skip:
             continue
@@ -190,14 +175,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         # seeing the stop file, which ends the run after this step.
         non_finite, stop_now = _any_rank(
             [not (torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)),
-             bool(stop_file) and rank == 0 and exists(stop_file)], world)
+             trial is not None and rank == 0 and trial.stop_requested()], world)
         if non_finite:
             optimizer.zero_grad(set_to_none=True)
             _non_finite(cfg, step + 1, rank, run_dir, counters, writer)
         else:
             optimizer.step()
-            if after_step is not None:  # every rank, after each real optimizer step
-                after_step()
+            module.after_optimizer_step()  # every rank, after each real step (MILES's EMA snapshot)
             running.append(float(loss.detach()))
         scheduler.step()  # a skipped update still uses up its planned step (data and LR schedule)
         step += 1
@@ -226,7 +210,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             break
     if stopped:  # e.g. ASHA stopped this sweep trial: keep a checkpoint of the last step and end
         if rank == 0:
-            print(f"[raytrain] stop requested ({stop_file}): ending at step {step}", flush=True)
+            print(f"[raytrain] stop requested ({trial.stop_file}): ending at step {step}", flush=True)
         if writer is not None:
             writer.close()
         if step % cfg.checkpoint.every:  # not just checkpointed
@@ -247,13 +231,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         writer.close()
     _report(cfg, module, optimizer, scheduler, step, world, rank, {**final, "final": True}, start_step,
             counters, new_bad, train_paths, run_dir, None)
-
-
-def _record_placement_group(location: str) -> None:
-    from ray.util import get_current_placement_group
-
-    pg = get_current_placement_group()
-    write_text(location, pg.id.hex() if pg is not None else "")
 
 
 def _name_bad_videos(batches):
@@ -347,7 +324,7 @@ def _evaluate(cfg: Config, module, device, amp, rank: int, loop_config: dict) ->
     if rank != 0:
         return {}
     batches = ray.train.get_dataset_shard("eval").iter_torch_batches(
-        batch_size=cfg.eval.batch_size, dtypes={"frames": torch.uint8, "video_index": torch.int64})
+        batch_size=cfg.eval.batch_size, dtypes=eval_batch_dtypes(cfg))
     tokenizer = get_tokenizer(cfg.model.arch, cfg.data.max_words)
     metrics = evaluate_model(module, batches, loop_config["eval_texts"],
                              np.asarray(loop_config["eval_text_to_video"]), loop_config["num_eval_clips"],

@@ -10,9 +10,10 @@ from typing import Any
 
 from raytrain.config import Config, apply_overrides
 from raytrain.data.manifest import ClipRow, load_manifest
-from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset, train_datasets_per_rank
+from raytrain.data.pipeline import eval_dataset, eval_texts, train_datasets
 from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import plan_steps
+from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.loop import train_loop_per_worker
@@ -64,10 +65,10 @@ def validate_inputs(cfg: Config) -> TrainInputs:
     return TrainInputs(cfg, image_size, train_rows, eval_rows)
 
 
-def build_trainer(cfg: Config, callbacks: list | None = None, stop_file: str | None = None):
+def build_trainer(cfg: Config, callbacks: list | None = None, trial=None):
     """Validate everything up front, then assemble datasets, scaling and run config (``callbacks``:
-    Ray Train callbacks, e.g. a sweep's ``TuneReportCallback``; ``stop_file``: a path whose appearance
-    ends the run cleanly after the current step, e.g. a sweep trial stopped by ASHA)."""
+    Ray Train callbacks, e.g. a sweep's ``TuneReportCallback``; ``trial``: a sweep trial's
+    ``raytrain.tune.trial.TrialControl``, whose stop request ends the run cleanly)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -80,17 +81,14 @@ def build_trainer(cfg: Config, callbacks: list | None = None, stop_file: str | N
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
-    if cfg.data.per_rank_plan:  # reproducible batches: each rank reads its own slice of the plan
-        datasets = train_datasets_per_rank(cfg, train_rows, image_size, start_step, end_step)
-    else:
-        datasets = {"train": train_dataset(cfg, train_rows, image_size, start_step, end_step)}
+    datasets = train_datasets(cfg, train_rows, image_size, start_step, end_step, data_columns(cfg))
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
     loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows), "plan_start_step": start_step,
                    "num_eval_clips": len(eval_rows), "eval_texts": texts,
                    "eval_text_to_video": owner.tolist(),
                    "train_paths": [r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
-                   "stop_file": stop_file}
+                   "trial": trial}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

@@ -19,13 +19,13 @@ from typing import Any
 import yaml
 
 from raytrain.config import Config, ConfigError, apply_overrides
-from raytrain.storage import exists, is_uri, join, read_text, remove_file, run_location, write_text
+from raytrain.storage import exists, is_uri, join, read_text, run_location, write_text
 from raytrain.tune.space import SearchSpace, apply_params, check_search, load_space_dict, to_tune
+from raytrain.tune.trial import TrialControl
 
 EVAL_PREFIXES = ("t2v_", "v2t_")
 SWEEP_CONFIG = "sweep_config.yaml"  # the base config, as the sweep ran it (for --resume)
 SWEEP_SPACE = "search_space.yaml"
-STOP_FILE = "STOP_REQUESTED"  # in a trial's run folder: Tune stopped the trial, the Train run ends
 TRIAL_DRIVER_CPU = 0.01  # the trial function only drives its TorchTrainer (Tune refuses 0)
 
 
@@ -152,7 +152,6 @@ def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raytrain.train.loop import PLACEMENT_GROUP_FILE
     from raytrain.train.trainer import build_trainer
 
     ctx = ray.data.DataContext.get_current()  # as the driver's (ray_env.ensure_ray): plain logs
@@ -161,20 +160,20 @@ def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = apply_params(Config.from_dict(base_config, source=SWEEP_CONFIG), params)
     cfg = cfg.replace(**{"run.name": trial_id, "run.storage_path": runs_dir})
-    stop_file = join(run_location(cfg), STOP_FILE)
-    remove_file(stop_file)  # a resumed trial goes on
-    trainer, _ = build_trainer(cfg, callbacks=[TuneReportCallback()], stop_file=stop_file)
-    finished = _stop_training_when_tune_stops(stop_file)
+    trial = TrialControl(run_location(cfg))
+    trial.reset()
+    trainer, _ = build_trainer(cfg, callbacks=[TuneReportCallback()], trial=trial)
+    finished = _stop_training_when_tune_stops(trial)
     try:
         trainer.fit()
     finally:
         finished.set()
-        remove_placement_group_of(join(run_location(cfg), PLACEMENT_GROUP_FILE))
+        trial.release()
 
 
-def _stop_training_when_tune_stops(stop_file: str):
-    """When Tune stops this trial (ASHA), ask its Train run to end: write ``stop_file``, which the training
-    loop checks every step. (Tune only sets a stop event for a function trainable; its thread sits in
+def _stop_training_when_tune_stops(trial: TrialControl):
+    """When Tune stops this trial (ASHA), ask its Train run to end (``trial.request_stop``); the training
+    loop asks at its logging intervals. (Tune only sets a stop event for a function trainable; its thread sits in
     ``trainer.fit()``.) The sweep driver's ``ReleaseTrialResources`` frees the workers in any case.
     Returns an event to set once ``fit`` has returned."""
     import threading
@@ -189,26 +188,10 @@ def _stop_training_when_tune_stops(stop_file: str):
     def watch() -> None:
         stop_event.wait()
         if not finished.is_set():
-            write_text(stop_file, "stopped by the sweep's scheduler\n")
+            trial.request_stop()
 
     threading.Thread(target=watch, name="raytrain-trial-stop", daemon=True).start()
     return finished
-
-
-def remove_placement_group_of(record: str) -> None:
-    """Remove the placement group whose id the training loop recorded (a no-op if already gone)."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
-
-    try:
-        pg_id = read_text(record).strip()
-    except OSError:
-        return
-    if not pg_id:
-        return
-    group = PlacementGroup(PlacementGroupID.from_hex(pg_id))
-    if placement_group_table(group).get("state") not in (None, "REMOVED"):
-        remove_placement_group(group)
 
 
 # ---------------------------------------------------------------- the driver
@@ -392,9 +375,7 @@ class ReleaseTrialResources(_callback_base()):
         self.runs_dir = runs_dir
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        from raytrain.train.loop import PLACEMENT_GROUP_FILE
-
-        remove_placement_group_of(join(self.runs_dir, trial.trial_id, PLACEMENT_GROUP_FILE))
+        TrialControl(join(self.runs_dir, trial.trial_id)).release()
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.on_trial_complete(iteration, trials, trial, **info)

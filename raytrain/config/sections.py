@@ -1,73 +1,16 @@
-"""One config object, from YAML (plus ``key=value`` overrides) to every component.
-
-Sections are frozen dataclasses. Each field's check sits beside it (``knob(default, check)``); rules
-that tie fields together are a section's ``check()`` (within it) or ``Config.check()`` (across
-sections). Loading checks every key and value and names the offending key and file.
-``Config.to_dict`` round-trips through ``Config.from_dict`` so the config can travel to Ray workers
-and into checkpoints as plain data; configs written before the train section was split by concern
-still load (``LEGACY_KEYS``).
-"""
+"""The config sections: frozen dataclasses, each field with its check beside it, each section's
+rules across its fields in its ``check()``, and the rules across sections in ``Config.check()``."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from raytrain.eval.metrics import LOWER_IS_BETTER, REPORTED_METRICS
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key (and the file when there is one)."""
-
-
-# ---------------------------------------------------------------- checks beside the fields
-
-
-@dataclass(frozen=True)
-class Check:
-    ok: Callable[[Any], bool]
-    what: str  # what the value must be, e.g. ">= 1"
-
-
-def at_least(n: float, note: str = "") -> Check:
-    return Check(lambda v: v >= n, f">= {n:g}" + (f" ({note})" if note else ""))
-
-
-def above(n: float, note: str = "") -> Check:
-    return Check(lambda v: v > n, f"> {n:g}" + (f" ({note})" if note else ""))
-
-
-def within(low: float, high: float, closed: str = "") -> Check:
-    """``low < v < high``; ``closed`` names the closed ends: "low", "high" or "both"."""
-    lo, hi = closed in ("low", "both"), closed in ("high", "both")
-    return Check(lambda v: (v >= low if lo else v > low) and (v <= high if hi else v < high),
-                 f"in {'[' if lo else '('}{low:g}, {high:g}{']' if hi else ')'}")
-
-
-def reported_metric(allow_empty: bool = False) -> Check:
-    names = ", ".join(REPORTED_METRICS)
-    return Check(lambda v: v in REPORTED_METRICS or (allow_empty and v == ""),
-                 f"a reported metric ({names})" + (" or ''" if allow_empty else ""))
-
-
-def knob(default: Any, check: Check | None = None) -> Any:
-    """A config field with its check (run after the type is right)."""
-    return field(default=default, metadata={"check": check} if check else {})
-
-
-def _fail(key: str, what: str, value: Any) -> tuple[str, str]:
-    return key, f"must be {what} (got {value!r})"
-
-
-# ---------------------------------------------------------------- sections
+from raytrain.config.checks import Check, above, at_least, fail, knob, reported_metric, within
+from raytrain.config.parse import build, merge_override, migrate_legacy
+from raytrain.eval.metrics import LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -162,7 +105,7 @@ class MilesSection:
 
     def check(self) -> list[tuple[str, str]]:
         if self.block_max < self.block_min:
-            return [_fail("block_max", f">= method.miles.block_min ({self.block_min})", self.block_max)]
+            return [fail("block_max", f">= method.miles.block_min ({self.block_min})", self.block_max)]
         return []
 
 
@@ -333,15 +276,15 @@ class Config:
         """Rules across sections: ``(key, what is wrong)`` pairs."""
         out = []
         if self.faults.kill_at_step and self.faults.kill_rank >= self.scaling.num_workers:
-            out.append(_fail("faults.kill_rank", f"< scaling.num_workers ({self.scaling.num_workers})",
+            out.append(fail("faults.kill_rank", f"< scaling.num_workers ({self.scaling.num_workers})",
                              self.faults.kill_rank))
         if self.eval.every % self.checkpoint.every:
-            out.append(_fail("eval.every", f"a multiple of checkpoint.every ({self.checkpoint.every})",
+            out.append(fail("eval.every", f"a multiple of checkpoint.every ({self.checkpoint.every})",
                              self.eval.every))
         once_only = [k for k in ("kill_at_step", "checkpoint_crash_at_step") if getattr(self.faults, k)]
         if once_only and "://" in self.run.storage_path:
-            out.append((f"faults.{once_only[0]}", "needs a local run.storage_path (the fault's once-only "
-                                                  "marker lives in the run folder)"))
+            out.append((f"faults.{once_only[0]}", ("needs a local run.storage_path (the fault's once-only "
+                                                  "marker lives in the run folder)")))
         return out
 
     @property
@@ -354,187 +297,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
-        return _build(cls, migrate_legacy(data), prefix="", source=source)
+        return build(cls, migrate_legacy(data), prefix="", source=source)
 
     def replace(self, **overrides: Any) -> Config:
         """Return a copy with dotted-key values set (typed values, no YAML parsing), e.g.
         ``cfg.replace(**{"optim.lr": 1e-3, "run.name": "24e38_00000"})``; checked like a file."""
         data = self.to_dict()
         for key, value in overrides.items():
-            _merge_override(data, key.split("."), value)
+            merge_override(data, key.split("."), value)
         return Config.from_dict(data, source="values " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
 
 
 # The train section before it was split by concern: old key -> new key. Checkpoints and configs
 # written then still load.
-LEGACY_KEYS = {
-    "train.num_workers": "scaling.num_workers", "train.use_gpu": "scaling.use_gpu",
-    "train.cpus_per_worker": "scaling.cpus_per_worker", "train.placement_strategy": "scaling.placement_strategy",
-    "train.torch_threads": "scaling.torch_threads", "train.checkpoint_every": "checkpoint.every",
-    "train.keep_checkpoints": "checkpoint.keep", "train.keep_best_by": "checkpoint.keep_best_by",
-    "train.keep_best_order": "checkpoint.keep_best_order", "train.eval_at_end": "eval.at_end",
-    "train.eval_every": "eval.every", "train.fault_kill_at_step": "faults.kill_at_step",
-    "train.fault_kill_rank": "faults.kill_rank",
-    "train.fault_checkpoint_crash_at_step": "faults.checkpoint_crash_at_step",
-    "train.fault_nan_at_step": "faults.nan_at_step",
-}
-
-
-def migrate_legacy(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``data`` with every ``LEGACY_KEYS`` key moved to its new place (a copy; ``data`` itself if none)."""
-    train = data.get("train") if isinstance(data, Mapping) else None
-    if not isinstance(train, Mapping) or not any(f"train.{k}" in LEGACY_KEYS for k in train):
-        return data
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
-    for key in [k for k in train if f"train.{k}" in LEGACY_KEYS]:
-        section, name = LEGACY_KEYS[f"train.{key}"].split(".")
-        target = out[section] = dict(out.get(section) or {})
-        if name in target:
-            raise ConfigError(f"config keys 'train.{key}' (old name) and '{section}.{name}' are both set")
-        target[name] = out["train"].pop(key)
-    return out
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"config key '{key}' must be {_type_name(tp)} (got {value!r}) in {source}")
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key, source)
-            except ConfigError:
-                pass
-        raise bad
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise bad
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise bad
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    raise ConfigError(f"config key '{key}' has an unsupported type {tp} (internal error)")
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
-    if not isinstance(data, Mapping):
-        where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
-        raise ConfigError(f"config {where} must be a mapping (got {type(data).__name__}) in {source}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}' in {source}; "
-                              f"valid keys here: {sorted(names)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        tp = hints[f.name]
-        key = prefix + f.name
-        if dataclasses.is_dataclass(tp):
-            kwargs[f.name] = _build(tp, data[f.name] or {}, key + ".", source)
-        else:
-            kwargs[f.name] = _coerce(data[f.name], tp, key, source)
-    obj = cls(**kwargs)
-    problems = [(prefix + f.name, *_fail(f.name, f.metadata["check"].what, getattr(obj, f.name))[1:])
-                for f in dataclasses.fields(cls)
-                if "check" in f.metadata and not f.metadata["check"].ok(getattr(obj, f.name))]
-    if hasattr(obj, "check"):  # the section's (or, at the top, the whole config's) rules across fields
-        problems += [(key if cls is Config else prefix + key, what) for key, what in obj.check()]
-    if problems:
-        key, what = problems[0]
-        raise ConfigError(f"config key '{key}' {what} in {source}")
-    return obj
-
-
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # not "24e38_00000" (a name)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=3e-4"`` → (["train", "lr"], 0.0003); values are parsed as YAML scalars."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value (e.g. train.epochs=2)")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"override '{text}' has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
-    # YAML reads 1e-4 as a string (no dot); accept plain numeric spellings as numbers.
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        value = float(value)
-    return key.split("."), value
-
-
-def _merge_override(data: dict[str, Any], parts: Sequence[str], value: Any) -> None:
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = {}
-            node[part] = child
-        if not isinstance(child, dict):
-            raise ConfigError(f"override key '{'.'.join(parts)}': '{part}' is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    data = cfg.to_dict()
-    for text in overrides:
-        parts, value = parse_override(text)
-        _merge_override(data, parts, value)
-    return Config.from_dict(data, source="overrides " + " ".join(overrides))
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Load YAML at ``path`` (or the defaults), then apply ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
-    for text in overrides:
-        parts, value = parse_override(text)
-        _merge_override(data, parts, value)
-        source = f"{source} (with overrides)" if "overrides" not in source else source
-    return Config.from_dict(data, source=source)
-
-
-def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from raytrain.config import ConfigError, load_config
+from raytrain.data.annotations import READERS  # plain-Python readers: cheap at start-up
 from raytrain.data.manifest import ManifestError
 
 
@@ -195,9 +196,6 @@ def _v2t_chance(rows) -> dict:
     return video_to_text_metrics(np.zeros((len(owner), len(rows))), owner)
 
 
-PREPARE_DATASETS = ("msrvtt", "msvd", "didemo", "activitynet", "lsmdc")  # raytrain.data.annotations.READERS
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raytrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="write a manifest from a benchmark's annotation files and videos")
-    p.add_argument("--dataset", required=True, choices=PREPARE_DATASETS)
+    p.add_argument("--dataset", required=True, choices=tuple(READERS))
     p.add_argument("--annotations", required=True, help="folder with the benchmark's annotation files")
     p.add_argument("--videos", required=True, help="folder with the video files (searched recursively)")
     p.add_argument("--out", required=True, help="manifest path, e.g. data/msrvtt/manifest.parquet")

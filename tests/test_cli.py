@@ -1,8 +1,16 @@
-"""Bad input through the CLI: a clear message naming the key, file or path, exit code 2, no Ray."""
+"""The CLI: bad input gives a clear message naming the key, file or path (exit code 2, no Ray); `prepare`
+offers exactly the annotation readers; building the parser imports no heavy library."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from raytrain.cli import main
+import raytrain
+from raytrain.cli import build_parser, main
+from raytrain.data.annotations import READERS
 
 
 def test_unknown_config_key(tmp_path, capsys):
@@ -48,3 +56,34 @@ def test_unknown_command():
 def test_cache_command_needs_the_cache_switched_on(capsys):
     assert main(["cache"]) == 2
     assert "set data.cache=frames" in capsys.readouterr().err
+
+
+def test_prepare_help_lists_every_reader(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["prepare", "--help"])
+    assert exited.value.code == 0
+    assert "{" + ",".join(READERS) + "}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset", list(READERS))
+def test_prepare_accepts_every_reader(dataset):
+    args = build_parser().parse_args(["prepare", "--dataset", dataset, "--annotations", "a", "--videos", "v",
+                                      "--out", "m.parquet"])
+    assert args.dataset == dataset
+
+
+def test_prepare_refuses_an_unknown_dataset(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["prepare", "--dataset", "kinetics", "--annotations", "a", "--videos", "v", "--out", "m.parquet"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'kinetics'" in err and all(name in err for name in READERS)
+
+
+def test_cli_starts_without_ray_or_torch():
+    """Building the parser (every command's choices included) must not import the heavy libraries."""
+    code = ("import sys; from raytrain.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('ray', 'torch', 'av', 'decord') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(Path(raytrain.__file__).parents[1])}  # this checkout's raytrain
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "[]"

@@ -1,12 +1,10 @@
 """Shared fixtures. Ray starts once per session with settings that work on 2 cores."""
 
-import os
-
-for _key, _value in {"RAY_DATA_USE_DATASOURCE_V2": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
-                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}.items():
-    os.environ.setdefault(_key, _value)
-
 import pytest
+
+from raytrain.ray_env import set_default_env
+
+set_default_env()  # raytrain's own Ray environment (DEFAULT_ENV), set before any test imports Ray
 
 
 @pytest.fixture(scope="session")

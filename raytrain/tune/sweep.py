@@ -19,24 +19,8 @@ import yaml
 
 from raytrain.config import Config, ConfigError
 from raytrain.storage import exists, is_uri, join, read_text, write_text
-from raytrain.tune.plan import (
-    SWEEP_CONFIG,
-    SWEEP_SPACE,
-    TRIAL_DRIVER_CPU,
-    TrialRow,
-    asha_grace_period,
-    best_trial_config,
-    corner_params,
-    ended_status,
-    max_concurrent_trials,
-    plain_params,
-    prepare_sweep_config,
-    sort_trials,
-    sweep_dir,
-    total_steps,
-    trial_resources,
-    trials_table,
-)
+from raytrain.tune import plan
+from raytrain.tune.plan import SWEEP_CONFIG, SWEEP_SPACE, TrialRow, sweep_dir
 from raytrain.tune.space import SearchSpace, apply_params, check_search, load_space_dict, to_tune
 from raytrain.tune.trial import run_trial
 
@@ -54,8 +38,8 @@ def start_sweep(cfg: Config, space: SearchSpace) -> SweepResult:
     from raytrain.train.trainer import resolve_paths, validate_inputs
 
     check_search(space, cfg.sweep.search)
-    cfg, notes = prepare_sweep_config(resolve_paths(cfg))
-    for params in corner_params(space):  # every trial's data, model and plan checks, before Ray starts
+    cfg, notes = plan.prepare_sweep_config(resolve_paths(cfg))
+    for params in plan.corner_params(space):  # every trial's data, model and plan checks, before Ray starts
         validate_inputs(apply_params(cfg, params))
     out = sweep_dir(cfg)
     if exists(join(out, SWEEP_CONFIG)):
@@ -97,7 +81,7 @@ def _run(cfg: Config, space: SearchSpace, resume: bool) -> SweepResult:
     out = sweep_dir(cfg)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base_config=cfg.to_dict(), runs_dir=join(out, "runs")),
-        {"cpu": TRIAL_DRIVER_CPU})
+        {"cpu": plan.TRIAL_DRIVER_CPU})
     callbacks = [ForwardTrialStops(join(out, "runs")), ReleaseTrialResources(join(out, "runs")),
                  HParamsCallback(cfg, space, join(out, "hparams"))]
     if resume:
@@ -106,7 +90,7 @@ def _run(cfg: Config, space: SearchSpace, resume: bool) -> SweepResult:
     else:
         tuner = _new_tuner(cfg, space, trainable, callbacks)
     grid = tuner.fit()
-    rows = sort_trials([_trial_row(cfg, r) for r in grid], cfg.sweep.mode)
+    rows = plan.sort_trials([_trial_row(cfg, r) for r in grid], cfg.sweep.mode)
     return _finish(cfg, rows)
 
 
@@ -118,13 +102,13 @@ def _new_tuner(cfg: Config, space: SearchSpace, trainable, callbacks: list):
 
     scheduler = None
     if cfg.sweep.scheduler == "asha":
-        total = total_steps(cfg)
+        total = plan.total_steps(cfg)
         scheduler = ASHAScheduler(time_attr="step", metric=cfg.sweep.metric, mode=cfg.sweep.mode,
-                                  max_t=total, grace_period=min(asha_grace_period(cfg), total),
+                                  max_t=total, grace_period=min(plan.asha_grace_period(cfg), total),
                                   reduction_factor=cfg.sweep.asha_reduction_factor)
-    concurrent = max_concurrent_trials(cfg, ray.cluster_resources())
+    concurrent = plan.max_concurrent_trials(cfg, ray.cluster_resources())
     print(f"[sweep] {space.grid_size(cfg.sweep.search) * cfg.sweep.num_samples} trial(s), at most "
-          f"{concurrent} at once (each needs {trial_resources(cfg)})", flush=True)
+          f"{concurrent} at once (each needs {plan.trial_resources(cfg)})", flush=True)
     return tune.Tuner(
         trainable,
         param_space=to_tune(space, cfg.sweep.search),
@@ -141,13 +125,13 @@ def _new_tuner(cfg: Config, space: SearchSpace, trainable, callbacks: list):
 
 def _finish(cfg: Config, rows: list[TrialRow]) -> SweepResult:
     out = sweep_dir(cfg)
-    table = trials_table(rows, cfg.sweep.metric)
+    table = plan.trials_table(rows, cfg.sweep.metric)
     write_text(join(out, "trials.txt"), table + "\n")
     write_text(join(out, "trials.json"), json.dumps([r.__dict__ for r in rows], indent=2, default=str))
     best_path = None
     if rows and rows[0].metric is not None:
         best_path = join(out, "best.yaml")
-        best = best_trial_config(cfg, rows[0].params)
+        best = plan.best_trial_config(cfg, rows[0].params)
         header = (f"# best trial {rows[0].trial_id} of sweep '{cfg.sweep.name}': {cfg.sweep.metric}="
                   f"{rows[0].metric:.4g} ({rows[0].params})\n# train it: raytrain train --config {best_path}\n")
         write_text(best_path, header + yaml.safe_dump(best.to_dict(), sort_keys=False))
@@ -156,7 +140,7 @@ def _finish(cfg: Config, rows: list[TrialRow]) -> SweepResult:
 
 def _trial_row(cfg: Config, result) -> TrialRow:
     metric = cfg.sweep.metric
-    params = plain_params(result.config)
+    params = plan.plain_params(result.config)
     history = result.metrics_dataframe
     value, steps = None, 0
     if history is not None and len(history):
@@ -165,7 +149,10 @@ def _trial_row(cfg: Config, result) -> TrialRow:
             value = float(seen.iloc[-1]) if len(seen) else None
         if "step" in history:
             steps = int(history["step"].max())
-    status = "error" if result.error is not None else ended_status(steps, total_steps(apply_params(cfg, params)))
+    if result.error is not None:
+        status = "error"
+    else:
+        status = plan.ended_status(steps, plan.total_steps(apply_params(cfg, params)))
     trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
     return TrialRow(str(trial_id), params, value, steps, status, str(result.path),
                     {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float | str)})

@@ -2,12 +2,13 @@
 the multi-node shared-storage check, and the cluster config keys."""
 
 import json
+import os
 
 import pytest
 
 from raytrain.config import Config, ConfigError, apply_overrides
 from raytrain.data.pipeline import decode_remote_args
-from raytrain.ray_env import DEFAULT_ENV, job_env_vars
+from raytrain.ray_env import DEFAULT_ENV, ensure_ray, job_env_vars
 from raytrain.storage import (
     TensorBoardLog,
     check_shared_storage,
@@ -104,9 +105,69 @@ def test_local_tensorboard_writes_in_place(tmp_path):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
-def test_job_env_vars_are_not_set_twice(monkeypatch):
-    assert job_env_vars() == {} or "RAY_JOB_CONFIG_JSON_ENV_VAR" in __import__("os").environ
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what `ray job submit` sets in the job's driver
+
+
+def test_job_env_vars_are_read_from_the_submitted_jobs_runtime_env(monkeypatch):
+    monkeypatch.delenv(JOB_ENV, raising=False)
+    assert job_env_vars() == {}  # not inside a job
+    monkeypatch.setenv(JOB_ENV, json.dumps(
         {"runtime_env": {"working_dir": "gcs://x.zip", "env_vars": {"RAY_DATA_USE_DATASOURCE_V2": "0"}}}))
     assert job_env_vars() == {"RAY_DATA_USE_DATASOURCE_V2": "0"}
     assert "RAY_DATA_USE_DATASOURCE_V2" in DEFAULT_ENV
+    for raw in ("{}", json.dumps({"runtime_env": None}), json.dumps({"runtime_env": {"working_dir": "x"}}),
+                "not json", "[1, 2]"):
+        monkeypatch.setenv(JOB_ENV, raw)
+        assert job_env_vars() == {}, raw
+
+
+@pytest.fixture
+def ray_init_calls(monkeypatch):
+    """``ensure_ray`` against a Ray that is not started: every ``ray.init`` call's keyword arguments.
+    The env defaults and the Data settings it changes are put back afterwards."""
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    monkeypatch.setattr(ctx, "enable_progress_bars", True)
+    monkeypatch.setattr(ctx, "print_on_execution_start", True)
+    for key in (*DEFAULT_ENV, JOB_ENV, "RAY_ADDRESS"):
+        monkeypatch.setenv(key, "")  # remembered, then removed: put back as it was afterwards
+        monkeypatch.delenv(key)
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_ensure_ray_starts_a_local_ray_with_the_default_env(ray_init_calls):
+    import ray.data
+
+    ensure_ray(_cfg("ray.num_cpus=3", "ray.object_store_mb=300"))
+    assert ray_init_calls == [{"include_dashboard": False, "runtime_env": {"env_vars": DEFAULT_ENV},
+                               "log_to_driver": False, "num_cpus": 3, "object_store_memory": 300 * 2**20}]
+    assert {k: os.environ[k] for k in DEFAULT_ENV} == DEFAULT_ENV  # this process, and every worker (runtime_env)
+    ctx = ray.data.DataContext.get_current()
+    assert not ctx.enable_progress_bars and not ctx.print_on_execution_start
+    ensure_ray(Config(), quiet=False)
+    assert ray_init_calls[1] == {"include_dashboard": False, "runtime_env": {"env_vars": DEFAULT_ENV},
+                                 "log_to_driver": True}
+
+
+def test_ensure_ray_joins_a_cluster_without_setting_a_jobs_env_vars_again(ray_init_calls, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setenv(JOB_ENV, json.dumps({"runtime_env": {"env_vars": {"RAY_DEDUP_LOGS": "0"}}}))
+    ensure_ray(Config())
+    others = {k: v for k, v in DEFAULT_ENV.items() if k != "RAY_DEDUP_LOGS"}
+    assert ray_init_calls == [{"address": "10.0.0.1:6379", "runtime_env": {"env_vars": others},
+                               "log_to_driver": True}]
+    ensure_ray(_cfg("ray.address=ray://head:10001"))  # the config's address wins over RAY_ADDRESS
+    assert ray_init_calls[1]["address"] == "ray://head:10001"
+
+
+def test_ensure_ray_leaves_a_running_ray_alone(ray_init_calls, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    ensure_ray(_cfg("ray.num_cpus=3"))
+    assert ray_init_calls == []

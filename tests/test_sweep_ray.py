@@ -15,6 +15,7 @@ import yaml
 from raytrain.config import apply_overrides, load_config
 from raytrain.tune.space import load_space_dict
 from raytrain.tune.sweep import resume_sweep, start_sweep
+from raytrain.tune.trial import TrialControl
 
 pytestmark = [pytest.mark.ray, pytest.mark.e2e]
 
@@ -62,6 +63,28 @@ def _alive_actors() -> list[str]:
 
     return [f"{a.get('ActorClassName')} pid={a.get('Pid')}" for a in ray._private.state.actors().values()
             if a.get("State") == "ALIVE"]
+
+
+def test_a_trial_releases_the_placement_group_its_train_run_recorded(ray_session, tmp_path):
+    from ray.util import placement_group, placement_group_table
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    control = TrialControl(str(tmp_path / "run"))
+    group = placement_group([{"CPU": 0.5}])
+    ray_session.get(group.ready(), timeout=60)
+
+    @ray_session.remote(num_cpus=0.5, scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=group))
+    def rank_0() -> None:
+        control.record_placement_group()  # as the training loop's rank 0 does in its Train worker
+
+    ray_session.get(rank_0.remote(), timeout=60)
+    assert (tmp_path / "run" / "train_placement_group").read_text() == group.id.hex()
+    control.release()
+    deadline = time.time() + 30
+    while time.time() < deadline and placement_group_table(group)["state"] != "REMOVED":
+        time.sleep(0.5)
+    assert placement_group_table(group)["state"] == "REMOVED"
+    control.release()  # again: the group is gone, nothing to do
 
 
 def test_sweep_logs_every_trial_stops_the_bad_one_and_its_best_config_trains(

@@ -1,21 +1,26 @@
 """Tier 1: search spaces and sweep planning, pure (no Ray cluster)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from raytrain.config import Config, ConfigError, apply_overrides, load_config
-from raytrain.tune.space import SpaceError, apply_params, check_search, load_space, load_space_dict, to_tune
-from raytrain.tune.sweep import (
+from raytrain.tune.plan import (
     TrialRow,
     best_trial_config,
+    corner_params,
+    ended_status,
     max_concurrent_trials,
+    plain_params,
     prepare_sweep_config,
     sort_trials,
     trial_resources,
     trials_table,
 )
+from raytrain.tune.space import SpaceError, apply_params, check_search, load_space, load_space_dict, to_tune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,3 +183,36 @@ def test_sweep_trials_share_one_frame_cache(tmp_path):
     mine = apply_overrides(cfg, ["data.cache_dir=s3://bucket/cache"])
     assert prepare_sweep_config(mine)[0].data.cache_dir == "s3://bucket/cache"  # the user's choice stays
     assert prepare_sweep_config(apply_overrides(cfg, ["data.cache=none"]))[0].data.cache_dir == ""
+
+
+def test_planning_imports_no_ray():
+    code = "import sys, raytrain.tune.plan; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def test_corners_span_every_searched_key():
+    space = _space("""
+space:
+  train.batch_size: {grid: [4, 8, 16]}
+  optim.lr: {loguniform: [1.0e-4, 1.0e-2]}
+  train.seed: {randint: [0, 5]}
+""")
+    low, high = corner_params(space)
+    assert low == {"train.batch_size": 4, "optim.lr": 1e-4, "train.seed": 0}
+    assert high == {"train.batch_size": 16, "optim.lr": 1e-2, "train.seed": 4}  # randint's high is exclusive
+
+
+def test_a_trial_short_of_its_plan_was_stopped_early():
+    assert ended_status(2, 6) == "stopped early"
+    assert ended_status(6, 6) == "finished"
+    assert ended_status(7, 6) == "finished"
+
+
+def test_trial_values_become_plain_python():
+    import numpy as np
+
+    params = plain_params({"optim.lr": np.float64(0.5), "train.seed": np.int64(3), "model.temporal": "meanP"})
+    assert params == {"optim.lr": 0.5, "train.seed": 3, "model.temporal": "meanP"}
+    assert type(params["optim.lr"]) is float and type(params["train.seed"]) is int
+    assert plain_params(None) == {}

@@ -1,10 +1,12 @@
-"""The protocol between a sweep trial and its Ray Train run, both halves in one object.
+"""A sweep trial: its function (a Tune function trainable) and the protocol between it and its Ray
+Train run, both halves in one object.
 
 A trial (a Tune function trainable) drives a Train run whose workers run in their own placement
 group. Two files in the run folder carry the protocol, so it works on local and remote storage alike:
 
-- the **stop request**: when Tune stops the trial (ASHA), the trial writes it; the training loop asks
-  ``stop_requested()`` at its logging intervals and ends cleanly after a checkpoint;
+- the **stop request**: when Tune decides to stop the trial (ASHA), the sweep driver writes it
+  (``callbacks.ForwardTrialStops``); the training loop asks ``stop_requested()`` and ends cleanly
+  after a checkpoint;
 - the **placement group record**: rank 0 writes its group's id when the loop starts; when the trial
   ends, ``release()`` removes the group, ending any worker still running and freeing its CPUs (Tune
   may end the trial's process before Train's controller has released them).
@@ -13,8 +15,12 @@ group. Two files in the run folder carry the protocol, so it works on local and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from raytrain.storage import exists, join, read_text, remove_file, write_text
+from raytrain.config import Config
+from raytrain.storage import exists, join, read_text, remove_file, run_location, write_text
+from raytrain.tune.plan import SWEEP_CONFIG
+from raytrain.tune.space import apply_params
 
 STOP_FILE = "STOP_REQUESTED"
 PLACEMENT_GROUP_FILE = "train_placement_group"
@@ -43,7 +49,7 @@ class TrialControl:
 
     def release(self) -> None:
         """Remove the placement group the training loop recorded (a no-op if none or already gone)."""
-        from ray._raylet import PlacementGroupID
+        import ray
         from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
         try:
@@ -52,7 +58,8 @@ class TrialControl:
             return
         if not pg_id:
             return
-        group = PlacementGroup(PlacementGroupID.from_hex(pg_id))
+        # Public handles (ray.PlacementGroupID, util.PlacementGroup): Train names no group we could look up.
+        group = PlacementGroup(ray.PlacementGroupID.from_hex(pg_id))
         if placement_group_table(group).get("state") not in (None, "REMOVED"):
             remove_placement_group(group)
 
@@ -66,3 +73,27 @@ class TrialControl:
 
     def stop_requested(self) -> bool:
         return exists(self.stop_file)
+
+
+def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str) -> None:
+    """One Tune trial: the base config plus this trial's values, trained by Ray Train, every report relayed
+    (``TuneReportCallback``) as one Tune result."""
+    import ray.data
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raytrain.train.trainer import build_trainer
+
+    ctx = ray.data.DataContext.get_current()  # as the driver's (ray_env.ensure_ray): plain logs
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = apply_params(Config.from_dict(base_config, source=SWEEP_CONFIG), params)
+    cfg = cfg.replace(**{"run.name": trial_id, "run.storage_path": runs_dir})
+    trial = TrialControl(run_location(cfg))
+    trial.reset()
+    trainer, _ = build_trainer(cfg, callbacks=[TuneReportCallback()], trial=trial)
+    try:
+        trainer.fit()
+    finally:
+        trial.release()

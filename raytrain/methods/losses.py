@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -98,16 +98,13 @@ def dot_similarity(text: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class PairScores:
     """One view's similarities, rows = queries, positives at columns ``offset + row``:
-    ``t2v: (R, G)`` (texts → videos) and ``v2t: (R, G)`` (videos → texts). Full: ``R = G``, offset 0,
-    ``v2t = t2vᵀ``; local: ``R = B`` (this rank's queries), offset ``rank · B``."""
+    ``t2v: (R, G)`` (texts → videos) and ``v2t: (R, G)`` (videos → texts). Full (``local`` false):
+    ``R = G``, offset 0, ``v2t = t2vᵀ``; local: ``R = B`` (this rank's queries), offset ``rank · B``."""
 
     t2v: torch.Tensor
     v2t: torch.Tensor
     offset: int = 0
-
-    @property
-    def is_full(self) -> bool:
-        return self.offset == 0 and self.t2v.shape[0] == self.t2v.shape[1]
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class ContrastiveLoss:
     of ``(B, D)`` embeddings; a method with its own similarity (DMAE) passes both.
     """
 
-    kind: str = "infonce"
+    kind: Literal["infonce", "negnce"] = "infonce"
     negnce: NegNCESection = field(default_factory=NegNCESection)
     local_loss: bool = False
 
@@ -143,7 +140,7 @@ class ContrastiveLoss:
         rank, _ = world_info()
         t2v = similarity(text, gather(video, True))
         v2t = similarity(gather(text, True), video).t()
-        return PairScores(t2v, v2t, rank * t2v.shape[0])
+        return PairScores(t2v, v2t, rank * t2v.shape[0], local=True)
 
     def loss(self, scores: PairScores, scale: torch.Tensor) -> torch.Tensor:
         """The loss on ``scores`` (``scale`` is the learnable CLIP scale, read by InfoNCE only)."""
@@ -162,7 +159,7 @@ def infonce(scores: PairScores, scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE on ``scale · scores``: on the full matrix exactly ``symmetric_infonce``; on
     local rows ½[CE(t2v) + CE(v2t)] with the positives at ``offset + row``, the mean over this rank's
     rows (DDP's average over ranks makes it the global mean)."""
-    if scores.is_full:
+    if not scores.local:
         return symmetric_infonce(scale * scores.t2v)
     target = scores.offset + torch.arange(scores.t2v.shape[0], device=scores.t2v.device)
     return 0.5 * (F.cross_entropy(scale * scores.t2v, target) + F.cross_entropy(scale * scores.v2t, target))

@@ -1,5 +1,7 @@
-"""A 2-process gloo check that a method objective trains, under DDP's gradient averaging, exactly
-the single-process objective on the whole batch (loss and gradients). Batches travel as numpy."""
+"""A 2-process gloo check that a method objective, wrapped in ``DistributedDataParallel`` as the train
+loop wraps it (``prepare_model``), trains exactly the single-process objective on the whole batch
+(loss and gradients): DDP averages the gradients of the parameters that train and leaves the others
+(frozen ones such as MILES's EMA snapshot) alone. Batches travel as numpy."""
 
 import os
 import socket
@@ -9,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 from raytrain.config import Config, apply_overrides
 from raytrain.methods import build_objective
@@ -33,14 +36,12 @@ def _worker(rank, world, port, queue, overrides, batch):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     objective = _build(overrides)
+    model = DistributedDataParallel(objective)  # averages the gradients over the ranks in backward
     per = len(batch["frames"]) // world
     local = {k: torch.from_numpy(v[rank * per:(rank + 1) * per]) for k, v in batch.items()}
-    loss, _ = objective(local)
+    loss, _ = model(local)
     loss.backward()
     grads = _grads(objective)
-    for g in grads.values():  # DDP's gradient averaging
-        dist.all_reduce(g)
-        g /= world
     t = torch.tensor([loss.item()])
     dist.all_reduce(t)
     queue.put((rank, t.item() / world, {n: g.numpy() for n, g in grads.items()}))

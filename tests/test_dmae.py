@@ -211,7 +211,7 @@ def _objective(*extra) -> Dmae:
 
 def test_dmae_gradients_go_where_they_should():
     obj = _objective()
-    assert obj.contrastive == "negnce" and not obj.model.clip.logit_scale.requires_grad
+    assert obj.contrastive.kind == "negnce" and not obj.model.clip.logit_scale.requires_grad
     loss, logs = obj(_batch())
     assert {"loss_nce", "loss_tpm", "tpm_words_masked", "tpm_frames_masked"} <= set(logs)
     loss.backward()
@@ -257,3 +257,9 @@ def test_retrieval_uses_the_dmae_similarity(sim_block):
 
 def test_dmae_on_two_workers_trains_the_single_worker_objective():
     assert_two_workers_match_single(_overrides(), {k: v.numpy() for k, v in _batch().items()})
+
+
+def test_dmae_infonce_local_loss_on_two_workers_trains_the_single_worker_objective():
+    """Local rows of the token-wise S in both directions (words and frames gathered padded, with grad)."""
+    overrides = _overrides("method.contrastive=infonce", "method.local_loss=true")
+    assert_two_workers_match_single(overrides, {k: v.numpy() for k, v in _batch().items()})

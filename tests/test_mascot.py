@@ -4,7 +4,7 @@ import pytest
 import torch
 from ddp_check import assert_two_workers_match_single, micro_batch
 
-from raytrain.config import Config, MascotSection, MaskSection, apply_overrides
+from raytrain.config import Config, apply_overrides
 from raytrain.methods import build_objective
 from raytrain.methods.mascot import (
     Mascot,
@@ -80,8 +80,26 @@ def test_dropped_token_encoding_equals_full_when_nothing_masked(micro):
     nothing = torch.zeros(2, 3, micro.num_patches, dtype=torch.bool)
     kept = micro.encode_images(images, 3, visible_index(nothing))
     assert torch.allclose(full.frame_embeds, kept.frame_embeds, atol=1e-6)
-    assert torch.allclose(full.attention.sum(-1), torch.ones(2, 3), atol=0.5)  # CLS→patch share of the softmax
     assert full.attention.shape == (2, 3, micro.num_patches)
+
+
+def test_cls_attention_is_what_multihead_attention_returns(micro):
+    """The recomputed CLS→patch attention of the last block equals the head-averaged weights that
+    ``nn.MultiheadAttention(need_weights=True)`` returns on that block's own input and weights."""
+    frames = torch.randint(0, 256, (2, 3, 32, 32, 3), dtype=torch.uint8)
+    last = micro.clip.visual.transformer.resblocks[-1]
+    seen = []
+    hook = last.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach()))
+    try:
+        full = micro.encode_images(micro.images_from_frames(frames), 3, return_attention=True)
+    finally:
+        hook.remove()
+    h = last.ln_1(seen[-1])
+    with torch.no_grad():
+        _, weights = last.attn(h, h, h, need_weights=True, average_attn_weights=True)  # (n, 1 + K, 1 + K)
+    expected = weights[:, 0, 1:].reshape(2, 3, micro.num_patches)
+    torch.testing.assert_close(full.attention, expected, rtol=1e-5, atol=1e-6)
+    assert (full.attention.sum(-1) < 1).all()  # the CLS token's attention to itself is left out
 
 
 def test_masked_pass_really_drops_tokens(micro):
@@ -188,7 +206,7 @@ def test_random_strategy_uses_the_batch_masks():
     objective = build_objective(cfg)
     batch = _batch()
     n = objective.model.num_patches
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="mask.strategy=random needs the batch column 'mask_high'"):
         objective(batch)
     import numpy as np
 
@@ -204,6 +222,14 @@ def test_mascot_on_two_workers_trains_the_single_worker_objective():
     assert_two_workers_match_single(overrides, {k: v.numpy() for k, v in _batch().items()})
 
 
+def test_mascot_local_loss_on_two_workers_trains_the_single_worker_objective():
+    """With method.local_loss every term on gathered similarities (the main loss, the masked views,
+    co-learning) uses this rank's B×G rows: the DDP-averaged gradients are still the global ones."""
+    overrides = ["model.arch=RT-Micro-ViT", "method.name=mascot", "method.mascot.decoder_heads=4",
+                 "method.local_loss=true"]
+    assert_two_workers_match_single(overrides, {k: v.numpy() for k, v in _batch().items()})
+
+
 def test_mascot_needs_a_vit():
     with pytest.raises(ValueError, match="ViT"):
-        Mascot(build_model(Config().model.__class__(arch="RN50")), MascotSection(), MaskSection())
+        Mascot.from_config(Config(), build_model(Config().model.__class__(arch="RN50")))

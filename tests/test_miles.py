@@ -74,16 +74,20 @@ def _objective(*extra) -> Miles:
     return build_objective(_cfg(*extra))
 
 
-def test_ema_is_outside_the_module_tree_fp32_frozen_and_in_eval_mode():
+def test_ema_is_a_frozen_fp32_submodule_outside_the_optimizer_and_always_in_eval_mode():
     obj = _objective()
-    assert not any(n.startswith("ema") for n, _ in obj.named_parameters())
     ema_ids = {id(p) for p in obj.ema_visual.parameters()}
-    assert not ema_ids & {id(p) for p in obj.parameters()}
     assert all(not p.requires_grad and p.dtype == torch.float32 for p in obj.ema_visual.parameters())
+    towers, new = obj.parameter_groups()
+    assert not ema_ids & {id(p) for p in towers + new}  # never trained
+    trainable = {id(p) for p in obj.parameters() if p.requires_grad}
+    assert not ema_ids & trainable  # DDP registers no gradient hook for it, all-reduces nothing
     obj.train()
+    assert obj.training and obj.predictor.training and not obj.ema_visual.training
+    obj.eval().train()
     assert not obj.ema_visual.training
-    obj.to(torch.float64)
-    assert all(p.dtype == torch.float32 for p in obj.ema_visual.parameters())  # stays fp32
+    obj.to(torch.float64)  # an ordinary submodule: it moves with the objective (devices, dtypes)
+    assert all(p.dtype == torch.float64 for p in obj.ema_visual.parameters())
 
 
 def test_gradients_reach_mask_token_and_predictor_never_the_ema():
@@ -135,6 +139,20 @@ def test_ema_state_round_trips_through_state_dict():
         _objective().load_state_dict({k: v for k, v in state.items() if not k.startswith(EMA_PREFIX)})
 
 
+def test_checkpoints_written_before_the_ema_was_a_submodule_still_load():
+    """Older checkpoints put the snapshot's state under ``ema_visual.*`` after the module's own keys
+    (a ``state_dict`` override); a submodule named ``ema_visual`` has exactly those keys."""
+    obj = _objective()
+    with torch.no_grad():
+        obj.ema_visual.proj.mul_(3.0)
+    own = {k: v for k, v in obj.state_dict().items() if not k.startswith(EMA_PREFIX)}
+    old_layout = {**own, **{EMA_PREFIX + k: v for k, v in obj.ema_visual.state_dict().items()}}
+    assert set(old_layout) == set(obj.state_dict())
+    fresh = _objective()
+    fresh.load_state_dict(old_layout)  # strict
+    assert torch.equal(fresh.ema_visual.proj, obj.ema_visual.proj)
+
+
 def test_option_a_and_linear_predictor_and_negnce_compose():
     for extra in (["method.miles.contrastive_view=masked"], ["method.miles.predictor=linear"],
                   ["method.contrastive=negnce"]):
@@ -152,6 +170,14 @@ def test_miles_config_checks():
         _cfg("method.miles.momentum=1.0")
 
 
+def test_a_batch_without_the_tube_mask_names_the_column():
+    batch = _batch()
+    del batch["mask_tube"]
+    with pytest.raises(KeyError, match="method 'miles' needs the batch column 'mask_tube'"):
+        _objective()(batch)
+
+
 def test_miles_on_two_workers_trains_the_single_worker_objective():
+    """Under DDP (ddp_check wraps the objective as the loop does) the EMA submodule needs nothing."""
     overrides = ["model.arch=RT-Micro-ViT", "method.name=miles", "data.num_frames=3", "data.max_words=16"]
     assert_two_workers_match_single(overrides, {k: v.numpy() for k, v in _batch().items()})

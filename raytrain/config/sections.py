@@ -151,6 +151,24 @@ class MethodSection:
     negnce: NegNCESection = field(default_factory=NegNCESection)
     dmae: DmaeSection = field(default_factory=DmaeSection)
     tpmcl: TpmclSection = field(default_factory=TpmclSection)
+    # true: each rank scores only its B local queries against the G gathered candidates (B×G, both
+    # directions) instead of the full G×G matrix; the same gradients after DDP averaging, less memory and
+    # compute per rank for large global batches (open_clip's local_loss). InfoNCE only: NegNCE's
+    # hard-negative set needs the whole matrix, so it is refused there.
+    local_loss: bool = False
+
+    @property
+    def main_loss(self) -> Literal["infonce", "negnce"]:
+        """``contrastive`` with ``auto`` resolved: NegNCE for dmae (as in its code), else InfoNCE."""
+        if self.contrastive != "auto":
+            return self.contrastive
+        return "negnce" if self.name == "dmae" else "infonce"
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.local_loss and self.main_loss == "negnce":
+            return [fail("local_loss", "false with NegNCE (its hard-negative set needs the full G×G matrix; "
+                                       "set method.contrastive=infonce to use it)", self.local_loss)]
+        return []
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ code (alipay/Ant-Multi-Modal-Framework, prj/dmae_vtp; methods.md §3).
   the frame most similar to j* (``C = F Fᵀ`` without its diagonal); ``t2v`` = mean over tokens,
   ``v2t`` = mean over frames of the best token; ``sim = ½(t2v + v2t)``;
   ``S = ½[sim(t, F) + sim(w, F)]`` (``att_ti``). Computed in (texts × videos) blocks.
-- NegNCE (``losses.negnce_loss``) on the gathered global S (fixed scale 100).
+- NegNCE (``losses.negnce_loss``) on the gathered global S (fixed scale 100); with
+  ``method.contrastive=infonce`` also ``method.local_loss`` (this rank's rows of S in each direction).
 - TPM-CL: cross-modal token-weight predictors, adaptive token masking by cumulative weight, three
   partial margins on matched pairs, computed locally.
 
@@ -21,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raytrain.config import DmaeSection, MethodSection, TpmclSection
-from raytrain.methods.losses import gather_features, gather_padded
-from raytrain.methods.objective import Clip4Clip
+from raytrain.config import Config, DmaeSection, MethodSection, TpmclSection
+from raytrain.methods.base import Objective
+from raytrain.methods.losses import Features, gather_padded, gather_tensor
 from raytrain.model.clip_video import VideoTextDualEncoder
 
 _NEG = -1e4  # below any cosine score; finite so that masked-out sums stay finite
@@ -173,7 +174,7 @@ def tpm_loss(sentence: torch.Tensor, words: torch.Tensor, word_mask: torch.Tenso
 # ---------------------------------------------------------------- the objective
 
 
-class Dmae(Clip4Clip):
+class Dmae(Objective):
     """``L = L_contrastive(S_DMAE) + λ_tpm L_tpm``; retrieval uses the same token-wise S."""
 
     def __init__(self, model: VideoTextDualEncoder, method: MethodSection, num_frames: int, max_words: int):
@@ -188,7 +189,15 @@ class Dmae(Clip4Clip):
             # reaches it (as in the code with partial_type 4): frozen, so DDP sees no unused parameter.
             self.frame_weights = TokenWeightPredictor(1, num_frames, dim).requires_grad_(False)
 
+    @classmethod
+    def from_config(cls, cfg: Config, model: VideoTextDualEncoder) -> Dmae:
+        return cls(model, cfg.method, cfg.data.num_frames, cfg.data.max_words)
+
     # ---- retrieval interface (also used in training) ----
+    def retrieval_model(self) -> Dmae:
+        """Evaluation scores with the token-wise similarity: on ``text_features`` / ``video_features``."""
+        return self
+
     def text_features(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         words, sentence = self.model.encode_text_tokens(tokens)
         if words is None:
@@ -202,16 +211,25 @@ class Dmae(Clip4Clip):
     def similarity(self, texts: dict[str, torch.Tensor], videos: dict[str, torch.Tensor]) -> torch.Tensor:
         return dmae_similarity(texts, videos, self.dmae)
 
+    def gather(self, features: Features, with_grad: bool) -> Features:
+        """Text (``sentence``, ``words``, ``word_mask``) or video (``frames``, ``frame_mask``) features of
+        every rank; words and frames padded to a common length, and the masks with them."""
+        out = {}
+        for key, value in features.items():
+            if key == "sentence":
+                out[key] = gather_tensor(value, with_grad)
+            elif key.endswith("_mask"):
+                out[key] = gather_padded(value) > 0.5
+            else:
+                out[key] = gather_padded(value, with_grad=with_grad)
+        return out
+
     # ---- training ----
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         text = {k: v.float() for k, v in self.text_features(batch["tokens"]).items()}
         video = {k: v.float() for k, v in self.video_features(batch["frames"]).items()}
-        # Gather t, w, F and the masks (padded to a common length) before building S.
-        texts = {"sentence": gather_features(text["sentence"]), "words": gather_padded(text["words"]),
-                 "word_mask": gather_padded(text["word_mask"]) > 0.5}
-        videos = {"frames": gather_padded(video["frames"]), "frame_mask": gather_padded(video["frame_mask"]) > 0.5}
         scale = self.model.logit_scale()
-        loss_nce = self.contrastive_loss(self.similarity(texts, videos), scale)
+        loss_nce = self.contrastive_loss(text, video, scale)
         logs = {"loss_nce": loss_nce.detach(), "logit_scale": scale.detach()}
         if not self.tpm.enabled:
             return loss_nce, logs

@@ -1,17 +1,29 @@
 """Contrastive losses with an explicit all-gather (pure torch; ``torch.distributed`` if initialised).
 
-Convention (methods.md "pick one and document it"): every rank builds the **full G×G** similarity
-matrix from the gathered embeddings and computes the same global loss. Only the local shard carries
-gradient, scaled by the world size W, so that after DDP averages gradients over W ranks each
-parameter gets exactly the gradient that one process would get on the global batch. (open_clip's
-``gather_with_grad`` reaches the same result with an extra all-reduce in the backward pass.)
+Two visible choices, as in open_clip's ``ClipLoss`` (``ContrastiveLoss(local_loss=...)``):
+
+- full (the default): every rank builds the **full G×G** similarity matrix from the gathered
+  embeddings and computes the same global loss. Only the local shard carries gradient, scaled by the
+  world size W (``gather_features``), so that after DDP averages gradients over W ranks each parameter
+  gets exactly the gradient that one process would get on the global batch.
+- ``local_loss``: each rank scores only its B local queries against the G gathered candidates, in both
+  directions (two B×G matrices instead of one G×G), and averages over its B rows. The candidates are
+  gathered *with* gradient (``gather_with_grad``: the backward pass sums every rank's gradient for a
+  shard back to its owner), so the DDP-averaged gradients are again those of the global loss.
+  InfoNCE only: NegNCE's hard-negative set is defined on the whole matrix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from raytrain.config import NegNCESection
 
 
 def world_info() -> tuple[int, int]:
@@ -50,19 +62,117 @@ def symmetric_infonce(logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def contrastive_logits(text: torch.Tensor, video: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Gather normalised ``text, video: (B, D)`` from all ranks → ``s · T Vᵀ: (G, G)``."""
-    return logit_scale * gather_features(text) @ gather_features(video).t()
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the gradient of every rank's copy and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        rank, world = world_info()
+        ctx.rank, ctx.size = rank, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # gloo has no reduce_scatter; the sum of all ranks, then our slice
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
 
 
-def clip_loss(text: torch.Tensor, video: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the global batch (see module docstring for the gradient convention)."""
-    return symmetric_infonce(contrastive_logits(text, video, logit_scale))
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x: (B, ...)`` on each of W ranks → ``(W*B, ...)``, rank-ordered; every slice carries gradient
+    back to the rank that owns it (the sum over the ranks that used it). For ``local_loss``."""
+    _, world = world_info()
+    return x if world == 1 else _AllGatherWithGrad.apply(x)
 
 
-def gather_padded(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``gather_features`` for tensors whose size along ``dim`` may differ between ranks (word or
-    frame axes): zero-pad every rank's tensor to the largest size first. Pad masks the same way."""
+Features = Any  # a tensor (B, D), or a method's dict of tensors with the item axis first
+
+
+def dot_similarity(text: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """``text: (A, D)``, ``video: (B, D)`` → ``T Vᵀ: (A, B)``."""
+    return text @ video.t()
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """One view's similarities, rows = queries, positives at columns ``offset + row``:
+    ``t2v: (R, G)`` (texts → videos) and ``v2t: (R, G)`` (videos → texts). Full (``local`` false):
+    ``R = G``, offset 0, ``v2t = t2vᵀ``; local: ``R = B`` (this rank's queries), offset ``rank · B``."""
+
+    t2v: torch.Tensor
+    v2t: torch.Tensor
+    offset: int = 0
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class ContrastiveLoss:
+    """The main contrastive loss on text/video features gathered over the ranks.
+
+    ``kind``: ``infonce`` (symmetric InfoNCE on ``scale · S``, the learnable CLIP scale) or ``negnce``
+    (``negnce_loss`` on the unscaled S, with its fixed scale). ``local_loss``: see the module docstring.
+    ``similarity(texts, videos) → (A, B)`` and ``gather(features, with_grad)`` default to the dot product
+    of ``(B, D)`` embeddings; a method with its own similarity (DMAE) passes both.
+    """
+
+    kind: Literal["infonce", "negnce"] = "infonce"
+    negnce: NegNCESection = field(default_factory=NegNCESection)
+    local_loss: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("infonce", "negnce"):
+            raise ValueError(f"contrastive loss: unknown kind {self.kind!r} (infonce or negnce)")
+        if self.local_loss and self.kind == "negnce":
+            raise ValueError("config key 'method.local_loss' must be false with NegNCE (its hard-negative "
+                             "set needs the full G×G matrix; set method.contrastive=infonce to use it)")
+
+    def scores(self, text: Features, video: Features,
+               similarity: Callable[[Features, Features], torch.Tensor] = dot_similarity,
+               gather: Callable[[Features, bool], Features] | None = None) -> PairScores:
+        """The unscaled similarities this rank needs, gathered from every rank: the G×G matrix, or with
+        ``local_loss`` its B local rows in each direction."""
+        gather = gather or gather_tensor
+        if not self.local_loss:
+            sim = similarity(gather(text, False), gather(video, False))
+            return PairScores(sim, sim.t())
+        rank, _ = world_info()
+        t2v = similarity(text, gather(video, True))
+        v2t = similarity(gather(text, True), video).t()
+        return PairScores(t2v, v2t, rank * t2v.shape[0], local=True)
+
+    def loss(self, scores: PairScores, scale: torch.Tensor) -> torch.Tensor:
+        """The loss on ``scores`` (``scale`` is the learnable CLIP scale, read by InfoNCE only)."""
+        if self.kind == "negnce":
+            n = self.negnce
+            return negnce_loss(scores.t2v, n.scale, n.c_pos, n.c_neg, n.margin)
+        return infonce(scores, scale)
+
+    def __call__(self, text: Features, video: Features, scale: torch.Tensor,
+                 similarity: Callable[[Features, Features], torch.Tensor] = dot_similarity,
+                 gather: Callable[[Features, bool], Features] | None = None) -> torch.Tensor:
+        return self.loss(self.scores(text, video, similarity, gather), scale)
+
+
+def infonce(scores: PairScores, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE on ``scale · scores``: on the full matrix exactly ``symmetric_infonce``; on
+    local rows ½[CE(t2v) + CE(v2t)] with the positives at ``offset + row``, the mean over this rank's
+    rows (DDP's average over ranks makes it the global mean)."""
+    if not scores.local:
+        return symmetric_infonce(scale * scores.t2v)
+    target = scores.offset + torch.arange(scores.t2v.shape[0], device=scores.t2v.device)
+    return 0.5 * (F.cross_entropy(scale * scores.t2v, target) + F.cross_entropy(scale * scores.v2t, target))
+
+
+def gather_tensor(x: torch.Tensor, with_grad: bool = False) -> torch.Tensor:
+    """``gather_with_grad`` or ``gather_features`` (local slice only): the gather for ``(B, ...)`` tensors."""
+    return gather_with_grad(x) if with_grad else gather_features(x)
+
+
+def gather_padded(x: torch.Tensor, dim: int = 1, with_grad: bool = False) -> torch.Tensor:
+    """``gather_tensor`` for tensors whose size along ``dim`` may differ between ranks (word or frame
+    axes): zero-pad every rank's tensor to the largest size first. Pad masks the same way."""
     _, world = world_info()
     if world == 1:
         return x
@@ -72,7 +182,7 @@ def gather_padded(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     extra = max(int(s) for s in sizes) - x.shape[dim]
     if extra > 0:
         x = F.pad(x, [0, 0] * (x.ndim - 1 - dim) + [0, extra])
-    return gather_features(x)
+    return gather_tensor(x, with_grad)
 
 
 def hard_negatives(sim: torch.Tensor, margin: float = 0.0) -> torch.Tensor:

@@ -2,8 +2,9 @@
 dual-mask co-learning, on top of the CLIP4Clip dual encoder. Design: ``methods.md`` §1 (ours, from
 the paper's abstract). Everything here is train-only; retrieval uses the plain unmasked encoders.
 
-Loss conventions: the InfoNCE and co-learning terms are computed on the gathered G×G matrices, the
-same on every rank (see ``losses.py``); reconstruction and text-patch alignment are per-sample and
+Loss conventions: the InfoNCE and co-learning terms are computed on the gathered similarities of each
+view (``Objective.pair_scores``: the G×G matrix, the same on every rank, or with ``method.local_loss``
+this rank's B×G rows; see ``losses.py``); reconstruction and text-patch alignment are per-sample and
 local, averaged over the local batch (DDP then averages over ranks).
 """
 
@@ -15,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raytrain.config import MascotSection, MaskSection, MethodSection
-from raytrain.methods.losses import gather_features, symmetric_infonce
+from raytrain.config import Config, MaskSection, MethodSection
+from raytrain.methods.base import Objective, require_columns
+from raytrain.methods.losses import infonce, symmetric_infonce
 from raytrain.methods.masks import informed_masks, visible_index
-from raytrain.methods.objective import Clip4Clip
 from raytrain.model.clip_video import VideoTextDualEncoder
 
 # ---------------------------------------------------------------- pure losses
@@ -130,20 +131,33 @@ class CompletionDecoder(nn.Module):
         return self.out(self.norm(x)).reshape(b, t, num_patches, -1)
 
 
-class Mascot(Clip4Clip):
+class Mascot(Objective):
     """``L = L_nce + λ_mv L_mv + λ_rec L_rec + λ_co L_co (+ λ_tp L_tp)``, each part switchable."""
 
-    def __init__(self, model: VideoTextDualEncoder, cfg: MascotSection, mask: MaskSection,
-                 method: MethodSection | None = None):
+    def __init__(self, model: VideoTextDualEncoder, method: MethodSection, mask: MaskSection):
         super().__init__(model, method)
         if not model.is_vit:
             raise ValueError("method 'mascot' needs a ViT image tower (model.arch)")
+        cfg = method.mascot
         self.cfg = cfg
         self.mask_cfg = mask
         self.decoder = None
         if cfg.isc:
             self.decoder = CompletionDecoder(model.clip.visual.transformer.width, model.embed_dim,
                                              model.num_patches, cfg.decoder_layers, cfg.decoder_heads)
+
+    @classmethod
+    def from_config(cls, cfg: Config, model: VideoTextDualEncoder) -> Mascot:
+        return cls(model, cfg.method, cfg.mask)
+
+    @classmethod
+    def data_columns(cls, cfg: Config) -> tuple[str, ...]:
+        """MASCOT's random ablation (``mask.strategy=random``) takes ``mask_high``, ``mask_low``: ``(T, N)``
+        from the data workers; attention-informed masks are made here, from the model's own attention."""
+        m = cfg.method.mascot
+        if cfg.mask.strategy == "random" and (m.masked_views or m.isc or m.co_learning):
+            return ("mask_high", "mask_low")
+        return ()
 
     def uses_logit_scale(self) -> bool:
         c = self.cfg
@@ -164,10 +178,9 @@ class Mascot(Clip4Clip):
         video = model.pool_frames(full.frame_embeds)
         words, text = model.encode_text_tokens(tokens)
         scale = model.logit_scale()
-        text_all = gather_features(text.float())
-        sim = text_all @ gather_features(video.float()).t()
-        logits = scale * sim
-        loss_nce = self.contrastive_loss(sim, scale)  # InfoNCE or NegNCE; the masked views use InfoNCE
+        text = text.float()
+        scores = self.pair_scores(text, video.float())
+        loss_nce = self.contrastive.loss(scores, scale)  # InfoNCE or NegNCE; the masked views use InfoNCE
         logs = {"loss_nce": loss_nce.detach(), "logit_scale": scale.detach()}
         if not use_high:
             return loss_nce, logs
@@ -179,17 +192,18 @@ class Mascot(Clip4Clip):
                 ranking = text_aware_attention(ranking, patch_feats.detach(), text.detach())
             high, low = informed_masks(ranking, self.mask_cfg.high_ratio, self.mask_cfg.low_ratio)
         else:
+            require_columns(batch, ("mask_high", "mask_low"), "method 'mascot' with mask.strategy=random")
             high, low = batch["mask_high"].bool(), batch["mask_low"].bool()
 
         loss = loss_nce
         high_view = model.encode_images(images, num_frames, visible_index(high), return_tokens=cfg.isc)
-        logits_high = scale * text_all @ gather_features(model.pool_frames(high_view.frame_embeds).float()).t()
-        logits_low = None
+        scores_high = self.pair_scores(text, model.pool_frames(high_view.frame_embeds).float())
+        scores_low = None
         if use_low:
             low_view = model.encode_images(images, num_frames, visible_index(low))
-            logits_low = scale * text_all @ gather_features(model.pool_frames(low_view.frame_embeds).float()).t()
+            scores_low = self.pair_scores(text, model.pool_frames(low_view.frame_embeds).float())
         if cfg.masked_views:
-            loss_mv = 0.5 * (symmetric_infonce(logits_high) + symmetric_infonce(logits_low))
+            loss_mv = 0.5 * (infonce(scores_high, scale) + infonce(scores_low, scale))
             loss = loss + cfg.lambda_mv * loss_mv
             logs["loss_mv"] = loss_mv.detach()
         if cfg.isc:
@@ -205,8 +219,8 @@ class Mascot(Clip4Clip):
                 loss_tp = text_patch_alignment(masked, words, tokens != 0, scale)
                 loss = loss + cfg.lambda_tp * loss_tp
                 logs["loss_tp"] = loss_tp.detach()
-        if cfg.co_learning:
-            loss_co = co_learning_loss(logits, logits_high, logits_low)
+        if cfg.co_learning:  # text → video rows of each view (all G, or this rank's B with local_loss)
+            loss_co = co_learning_loss(scale * scores.t2v, scale * scores_high.t2v, scale * scores_low.t2v)
             loss = loss + cfg.lambda_co * loss_co
             logs["loss_co"] = loss_co.detach()
         return loss, logs

@@ -8,9 +8,12 @@ momentum, predictor and loss form are our defaults).
   dropped); a predictor (2-layer transformer of width Dv over all T·(N+1) tokens with a frame
   position embedding, then Linear(Dv→D)) predicts the snapshot's features at the masked slots.
 - Snapshot encoder: an EMA copy of the image tower (proj included), fp32, ``requires_grad=False``,
-  eval mode, held **outside** the module tree so DDP neither syncs nor differentiates it and
-  ``parameters()`` excludes it; its state rides in ``state_dict()`` under ``ema_visual.*``. It is
-  updated by ``after_optimizer_step`` (the train loop calls it on every rank after each real step).
+  always in eval mode, an ordinary submodule ``ema_visual``: it moves with ``.to(device)`` and its
+  state is in ``state_dict()`` under ``ema_visual.*`` (the keys older checkpoints have). DDP leaves it
+  alone: parameters without ``requires_grad`` get no gradient hook and are never all-reduced, and
+  the optimizer never sees them (``parameter_groups`` keeps trainable ones only). It is updated by
+  ``after_optimizer_step`` (the train loop calls it on every rank after each real step), from online
+  weights that DDP keeps identical on every rank, so the snapshots stay identical without communication.
 - ``L = L_nce + λ L_mvm``; L_nce on an extra unmasked online pass (Option B, our default) or on the
   masked pass (Option A, ``contrastive_view=masked``). L_mvm is per-sample and local (no gather).
 """
@@ -19,15 +22,15 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import Transformer
 from torch import nn
 
-from raytrain.config import MethodSection
-from raytrain.methods.losses import gather_features
-from raytrain.methods.objective import Clip4Clip
+from raytrain.config import Config, MethodSection
+from raytrain.methods.base import Objective, require_columns
 from raytrain.model.clip_video import VideoTextDualEncoder, vit_forward, vit_patch_features
 
 EMA_PREFIX = "ema_visual."
@@ -83,7 +86,7 @@ class MilesPredictor(nn.Module):
         return self.out(self.norm(x[:, :, 1:]))
 
 
-class Miles(Clip4Clip):
+class Miles(Objective):
     """``L = L_nce + λ_mvm L_mvm`` with an EMA snapshot image tower for the targets."""
 
     def __init__(self, model: VideoTextDualEncoder, method: MethodSection):
@@ -97,29 +100,18 @@ class Miles(Clip4Clip):
         nn.init.normal_(self.mask_token, std=0.02)
         self.predictor = MilesPredictor(width, model.embed_dim, self.cfg.predictor_layers,
                                         self.cfg.predictor_heads, self.cfg.predictor)
-        ema = copy.deepcopy(visual).float().eval().requires_grad_(False)
-        object.__setattr__(self, "ema_visual", ema)  # not a submodule: outside DDP and parameters()
+        self.ema_visual = copy.deepcopy(visual).float().eval().requires_grad_(False)
 
-    # ---- the snapshot encoder lives outside the module tree; keep it in step with it ----
-    def _apply(self, fn, *args, **kwargs):  # .to(device) etc.: move the EMA too, keep it fp32
-        super()._apply(fn, *args, **kwargs)
-        self.ema_visual._apply(fn, *args, **kwargs)
-        self.ema_visual.float()
+    @classmethod
+    def data_columns(cls, cfg: Config) -> tuple[str, ...]:
+        """One tube mask per clip from the data workers: ``mask_tube: (N,)``."""
+        return ("mask_tube",)
+
+    def train(self, mode: bool = True) -> Miles:
+        """The snapshot encoder stays in eval mode (no dropout in its targets) whatever the rest does."""
+        super().train(mode)
+        self.ema_visual.eval()
         return self
-
-    def state_dict(self, *args, **kwargs):
-        state = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        for key, value in self.ema_visual.state_dict(keep_vars=kwargs.get("keep_vars", False)).items():
-            state[prefix + EMA_PREFIX + key] = value
-        return state
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        state = dict(state_dict)
-        ema = {k[len(EMA_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(EMA_PREFIX)}
-        if ema or strict:
-            self.ema_visual.load_state_dict(ema, strict=strict)
-        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def after_optimizer_step(self) -> None:
         """EMA update from the online tower; called on every rank after each real optimizer step
@@ -127,10 +119,11 @@ class Miles(Clip4Clip):
         ema_update(self.ema_visual, self.model.clip.visual, self.cfg.momentum)
 
     # ---- training ----
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model, cfg = self.model, self.cfg
         frames, tokens = batch["frames"], batch["tokens"]
         b, t = frames.shape[:2]
+        require_columns(batch, ("mask_tube",), "method 'miles'")
         images = model.images_from_frames(frames)
         tube = batch["mask_tube"].bool()[:, None, :].expand(b, t, -1)  # (B, T, N), same patches every frame
 
@@ -141,7 +134,7 @@ class Miles(Clip4Clip):
             video = model.pool_frames(model.encode_images(images, t).frame_embeds)
         text = model.encode_text(tokens)
         scale = model.logit_scale()
-        loss_nce = self.contrastive_loss(gather_features(text.float()) @ gather_features(video.float()).t(), scale)
+        loss_nce = self.contrastive_loss(text.float(), video.float(), scale)
 
         with torch.no_grad():  # fp32 weights; under AMP the matmuls still run in bf16
             snap = vit_forward(self.ema_visual, images, return_tokens=True).tokens[:, 1:]

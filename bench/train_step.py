@@ -166,7 +166,7 @@ def main() -> None:
     if args.grad_checkpointing:
         steps["ckpt"] = raytrain_step_fn(apply_overrides(base, ["model.grad_checkpointing=true"]), batch, device)
         labels["ckpt"] = "raytrain CLIP4Clip, grad checkpointing"
-    flops = step_flops(args.arch, batch, device)
+    flops = step_flops(args.arch, batch, device, amp)
     memory = peak_memory_gb(steps, device)
     t = time_steps(steps, args.repeats, args.warmup)
     peak = peak_tflops(device, args.peak_tflops)

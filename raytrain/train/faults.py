@@ -1,5 +1,6 @@
-"""Fault handling inside the training loop (no Ray): fault injection that fires once per run folder,
-the run's attempt log, the non-finite loss error and the counters that go into checkpoints.
+"""Faults inside the training loop (no Ray): the injector built from the ``faults:`` section (a no-op
+when it is off; kill and checkpoint-crash faults fire once per run folder), the NaN policy, the
+counters that go into checkpoints and the run's attempt log.
 
 The attempt log ``<run>/attempts.jsonl`` (rank 0, local storage only) has one line per (re)start of
 the worker group (``{"start_step": s}``), per published checkpoint (``{"checkpoint_step": s}``) and

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/faults.py [--out bench/results/faults_cpu.txt] [--only NAME ...]
 
-Generates a 60-clip SynthVTT set and runs every drill of ``raytrain.train.drills.DRILLS`` (RT-Micro-ViT,
-2 workers x batch 4, 4 steps, checkpoints at steps 2 and 4, per-rank reproducible batches) on a local
-Ray with 4 logical CPUs. Columns: fault, injected, survived (finished; for the stop-by-design faults:
-stopped with the expected message), steps lost (trained again after a restart), finished checkpoints
+Generates a 60-clip SynthVTT set and runs every drill of ``tests/drills.py`` (the tiny config of
+``tests/tiny.py``: RT-Micro-ViT, 2 workers x batch 4, 4 steps, checkpoints at steps 2 and 4, per-rank
+reproducible batches) on a local Ray with 4 logical CPUs. Columns: fault, injected, survived (as
+designed: finished; for the stop-by-design faults: stopped with the expected message), steps lost (trained again after a restart), finished checkpoints
 lost (must be 0), final step, whether the final weights equal the baseline's bit for bit, wall time.
 """
 
@@ -15,31 +15,25 @@ import argparse
 import os
 import platform
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # drills.py and tiny.py live there
 
 for _key, _value in {"RAY_DATA_USE_DATASOURCE_V2": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
                      "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}.items():
     os.environ.setdefault(_key, _value)
 
 
-def tiny_config(data: Path):
-    from raytrain.config import Config, apply_overrides
-
-    return apply_overrides(Config(), [
-        f"data.manifest={data / 'manifest.parquet'}", "data.num_frames=3", "data.max_words=16",
-        "data.decode_batch_size=8", "model.arch=RT-Micro-ViT", "model.temporal=meanP",
-        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "scaling.num_workers=2",
-        "scaling.cpus_per_worker=1", "train.batch_size=4", "train.epochs=1", "train.log_every=1"])
-
-
 def main() -> None:
     import ray
     import torch
+    from drills import DRILLS, run_drill
+    from tiny import tiny_fit_config
 
     from raytrain.data.synth import generate_synthvtt
-    from raytrain.train.drills import DRILLS, run_drill
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None)
@@ -48,7 +42,7 @@ def main() -> None:
     names = [n for n in DRILLS if args.only is None or n in args.only or n == "none (baseline)"]
     work = Path(tempfile.mkdtemp(prefix="raytrain-faults-"))
     generate_synthvtt(work / "synth", num_videos=60, seed=3)
-    base = tiny_config(work / "synth")
+    base = tiny_fit_config(work / "synth", work / "runs")
     ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -68,7 +62,7 @@ def main() -> None:
             found = re.search(r"cannot decode [^\n]*|non-finite loss or gradient at step \d[^\n]*", r.error)
         note = (found.group(0)[:110] if found else r.error.splitlines()[0][:90]) if r.error else ", ".join(
             f"{k}={r.metrics[k]}" for k in ("bad_videos_skipped", "nan_steps_skipped") if r.metrics.get(k))
-        rows.append((name, "yes" if r.injected else "no", "yes" if r.survived else "NO", str(r.steps_lost),
+        rows.append((name, "yes" if r.injected else "no", "yes" if r.as_designed else "NO", str(r.steps_lost),
                      str(r.checkpoints_lost), str(r.final_step), same, f"{seconds:.0f}", note))
         print(" | ".join(rows[-1]), flush=True)
     ray.shutdown()

@@ -4,8 +4,9 @@ The bare step is what a researcher would write by hand: open_clip's model, frame
 frame through the image tower, mean pooling, symmetric InfoNCE with the learnable scale, AdamW (fused
 on CUDA). raytrain's step is the training loop's sequence on one worker: the method objective
 (``build_objective``), zero_grad, backward, gradient clipping, the finite-loss check, AdamW with its two
-parameter groups and the LR scheduler, and the loss read back for logging. Both see the same uint8
-frames and the same 77-token captions; medians of interleaved steps.
+parameter groups and the LR scheduler, and the loss read back for logging: ``raytrain.train.step.train_step``
+itself, as the loop calls it. Both see the same uint8 frames and the same 77-token captions; medians of
+interleaved steps.
 
     .venv/bin/python bench/train_step.py                        # ViT-B-32 random init, 8 clips x 4 frames
     .venv/bin/python bench/train_step.py --arch ViT-B-16 --batch 64 --frames 12   # on a GPU
@@ -24,6 +25,8 @@ import platform
 import torch
 import torch.nn.functional as F
 from timing import time_steps  # bench/timing.py (the script folder is on sys.path)
+
+from raytrain.train.step import autocast_dtype, train_step  # the loop's own step
 
 
 def bare_step_fn(arch: str, batch: dict, device: torch.device, amp, optimizer: bool = True):
@@ -53,7 +56,9 @@ def bare_step_fn(arch: str, batch: dict, device: torch.device, amp, optimizer: b
     return step
 
 
-def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
+def raytrain_step_fn(cfg, batch: dict, device: torch.device):
+    """raytrain's step on one worker: the objective (compiled when ``train.compile`` asks for it) and
+    ``raytrain.train.step.train_step``, the very function the training loop calls."""
     from raytrain.methods import build_objective
     from raytrain.train.schedule import build_optimizer, build_scheduler
 
@@ -64,18 +69,11 @@ def raytrain_step_fn(cfg, batch: dict, device: torch.device, amp):
     if cfg.train.compile != "none":
         objective = torch.compile(module, mode=None if cfg.train.compile == "default" else cfg.train.compile)
     scheduler = build_scheduler(opt, 10_000, cfg.optim)
-    running: list[float] = []
+    amp = autocast_dtype(cfg, device)  # train.precision=auto: bf16 on CUDA, as the bare step's amp()
 
-    def step() -> None:  # train/loop.py's step on one worker
-        with amp():
-            loss, _ = objective(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
-        if bool(torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm)):
-            opt.step()
-            running.append(float(loss.detach()))
-        scheduler.step()
+    def step() -> None:
+        train_step(objective, opt, scheduler, batch, amp=amp, grad_clip=cfg.optim.grad_clip,
+                   after_optimizer_step=module.after_optimizer_step)
     return step
 
 
@@ -158,15 +156,15 @@ def main() -> None:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     steps = {"bare": bare_step_fn(args.arch, batch, device, amp),
-             "raytrain": raytrain_step_fn(base, batch, device, amp),
-             "raytrain_mascot": raytrain_step_fn(mascot, batch, device, amp)}
+             "raytrain": raytrain_step_fn(base, batch, device),
+             "raytrain_mascot": raytrain_step_fn(mascot, batch, device)}
     labels = {"bare": "bare PyTorch CLIP4Clip", "raytrain": "raytrain CLIP4Clip (baseline)",
               "raytrain_mascot": "raytrain MASCOT"}
     if args.compile:
-        steps["compiled"] = raytrain_step_fn(apply_overrides(base, ["train.compile=default"]), batch, device, amp)
+        steps["compiled"] = raytrain_step_fn(apply_overrides(base, ["train.compile=default"]), batch, device)
         labels["compiled"] = "raytrain CLIP4Clip, train.compile"
     if args.grad_checkpointing:
-        steps["ckpt"] = raytrain_step_fn(apply_overrides(base, ["model.grad_checkpointing=true"]), batch, device, amp)
+        steps["ckpt"] = raytrain_step_fn(apply_overrides(base, ["model.grad_checkpointing=true"]), batch, device)
         labels["ckpt"] = "raytrain CLIP4Clip, grad checkpointing"
     flops = step_flops(args.arch, batch, device, amp)
     memory = peak_memory_gb(steps, device)

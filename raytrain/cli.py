@@ -25,9 +25,9 @@ def _cmd_train(args) -> None:
     from raytrain.train.trainer import fit, validate_inputs
 
     cfg = load_config(args.config, args.overrides)
-    validate_inputs(cfg)  # bad data or config fails here, before Ray starts
+    inputs = validate_inputs(cfg)  # bad data or config fails here, before Ray starts (and only here)
     ensure_ray(cfg, quiet=False)
-    result = fit(cfg)
+    result = fit(cfg, inputs)
     print(f"run folder: {result.run_dir}\nlatest checkpoint: {result.checkpoint_path}")
     if any(k.startswith("t2v_") for k in result.metrics):
         print(metrics_table({cfg.run.name: result.metrics}))
@@ -57,22 +57,18 @@ def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) 
 
 
 def evaluate_on_driver(cfg, model, rows) -> dict:
-    """Decode the eval clips with Ray Data and embed them with ``model`` in this process."""
+    """Decode the eval clips with Ray Data and embed them with ``model`` in this process (the
+    evaluation of a training run's rank 0: same batches, same precision rule)."""
     import torch
 
     from raytrain.data.pipeline import eval_dataset, eval_texts
-    from raytrain.eval.retrieval import evaluate_model
-    from raytrain.model.clip_video import get_tokenizer, model_image_size
+    from raytrain.eval.run import evaluate
+    from raytrain.model.clip_video import model_image_size
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-    ds = eval_dataset(cfg, rows, model_image_size(cfg.model.arch))
     texts, owner = eval_texts(rows)
-    batches = ds.iter_torch_batches(batch_size=cfg.eval.batch_size,
-                                    dtypes={"frames": torch.uint8, "video_index": torch.int64})
-    amp = torch.bfloat16 if device.type == "cuda" and cfg.train.precision != "fp32" else None
-    return evaluate_model(model, batches, texts, owner, len(rows), get_tokenizer(cfg.model.arch, cfg.data.max_words),
-                          device, cfg.eval.text_batch_size, amp, cfg.eval.sim_block)
+    return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, model_image_size(cfg.model.arch)), texts,
+                    owner, len(rows), device)
 
 
 def _cmd_eval(args) -> None:

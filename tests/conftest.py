@@ -33,12 +33,6 @@ def ray_session():
 @pytest.fixture
 def tiny_config(synth_dir, tmp_path):
     """A config for a 2-worker CPU fit of the micro open_clip model on the shared SynthVTT set."""
-    from raytrain.config import Config, apply_overrides
+    from tiny import tiny_fit_config
 
-    return apply_overrides(Config(), [
-        f"data.manifest={synth_dir / 'manifest.parquet'}", "data.num_frames=3", "data.max_words=16",
-        "data.decode_batch_size=8", "model.arch=RT-Micro-ViT", "model.temporal=meanP",
-        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "scaling.num_workers=2",
-        "scaling.cpus_per_worker=1", "train.batch_size=4", "train.epochs=1", "checkpoint.every=2",
-        "train.log_every=1", f"run.storage_path={tmp_path / 'runs'}", "run.name=t",
-    ])
+    return tiny_fit_config(synth_dir, tmp_path / "runs")

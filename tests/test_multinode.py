@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny import tiny_overrides  # tests/tiny.py
 
 pytestmark = [pytest.mark.ray, pytest.mark.e2e]
 
@@ -129,11 +130,7 @@ def test_ray_job_submit_two_nodes(two_node_cluster, synth_dir, tmp_path):
     run, address = c["run"], ["--address", c["dashboard"]]
     storage = tmp_path / "shared_runs"  # both nodes are this machine: the folder is shared, declared so
     job_id = f"raytrain_mn_{secrets.token_hex(4)}"
-    overrides = [  # tests/conftest.py::tiny_config, as CLI overrides
-        f"data.manifest={synth_dir / 'manifest.parquet'}", "data.num_frames=3", "data.max_words=16",
-        "data.decode_batch_size=8", "model.arch=RT-Micro-ViT", "model.temporal=meanP",
-        "optim.lr=2e-3", "optim.tower_lr=2e-3", "optim.weight_decay=0.0", "scaling.num_workers=2",
-        "train.batch_size=4", "train.epochs=1", "checkpoint.every=2", "train.log_every=1",
+    overrides = [*tiny_overrides(synth_dir),  # the tiny fit of tests/conftest.py, as CLI overrides
         f"run.storage_path={storage}", "run.name=mn",
         # multi-node: one worker per node, decode actors on the `decode` node, shared storage declared
         "train.max_steps=4", "scaling.cpus_per_worker=0.5", "scaling.placement_strategy=STRICT_SPREAD",
@@ -154,8 +151,8 @@ def test_ray_job_submit_two_nodes(two_node_cluster, synth_dir, tmp_path):
                                                      timeout=60).stdout)}
     assert len(nodes) == 2
     line = next(ln for ln in logs.splitlines() if "worker nodes (rank: node id)" in ln)
-    ranks = eval(line.split("):", 1)[1].strip())  # {0: 'node id', 1: 'node id'}
-    assert set(ranks) == {0, 1} and set(ranks.values()) == set(nodes), line
+    ranks = json.loads(line.split("):", 1)[1].strip())  # {"0": "node id", "1": "node id"}
+    assert set(ranks) == {"0", "1"} and set(ranks.values()) == set(nodes), line
 
     # Decode actors ran only on the node that has the `decode` resource.
     decode_node = next(i for i, n in nodes.items() if "decode" in (n.get("resources_total") or {}))

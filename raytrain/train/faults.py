@@ -1,5 +1,6 @@
-"""Fault handling inside the training loop (no Ray): fault injection that fires once per run folder,
-the run's attempt log, the non-finite loss guard and the counters that go into checkpoints.
+"""Faults inside the training loop (no Ray): the injector built from the ``faults:`` section (a no-op
+when it is off; kill and checkpoint-crash faults fire once per run folder), the NaN policy, the
+counters that go into checkpoints and the run's attempt log.
 
 The attempt log ``<run>/attempts.jsonl`` (rank 0, local storage only) has one line per (re)start of
 the worker group (``{"start_step": s}``), per published checkpoint (``{"checkpoint_step": s}``) and
@@ -13,8 +14,12 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from raytrain.config import FaultsSection
 
 ATTEMPTS_FILE = "attempts.jsonl"
 
@@ -65,20 +70,77 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def new_counters() -> dict[str, Any]:
-    return {"bad_videos_skipped": 0, "bad_video_paths": [], "nan_steps_skipped": 0}
+@dataclass
+class FaultCounters:
+    """What the run survived so far; rides in every checkpoint (``extra["faults"]``, as a dict)."""
+    bad_videos_skipped: int = 0
+    bad_video_paths: list[str] = field(default_factory=list)  # the first few, for the error report
+    nan_steps_skipped: int = 0
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any] | None) -> FaultCounters:
+        """The counters of a checkpoint's ``extra["faults"]`` dict (missing keys: 0)."""
+        saved = saved or {}
+        return cls(int(saved.get("bad_videos_skipped", 0)), list(saved.get("bad_video_paths", [])),
+                   int(saved.get("nan_steps_skipped", 0)))
+
+    def to_saved(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def add_bad_clips(self, clip_ids: list[int], paths: list[str], keep: int = 5) -> None:
+        self.bad_videos_skipped += len(clip_ids)
+        for i in clip_ids:
+            path = paths[i] if 0 <= i < len(paths) else f"<clip {i}>"
+            if path not in self.bad_video_paths and len(self.bad_video_paths) < keep:
+                self.bad_video_paths.append(path)
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bad_videos_skipped": self.bad_videos_skipped,
+                               "nan_steps_skipped": self.nan_steps_skipped}
+        if self.bad_video_paths:
+            out["bad_video_examples"] = " | ".join(self.bad_video_paths)
+        return out
 
 
-def add_bad_clips(counters: dict[str, Any], clip_ids: list[int], paths: list[str], keep: int = 5) -> None:
-    counters["bad_videos_skipped"] += len(clip_ids)
-    for i in clip_ids:
-        path = paths[i] if 0 <= i < len(paths) else f"<clip {i}>"
-        if path not in counters["bad_video_paths"] and len(counters["bad_video_paths"]) < keep:
-            counters["bad_video_paths"].append(path)
+@dataclass(frozen=True)
+class FaultInjector:
+    """The ``faults:`` section for one rank: every question is False (and nothing happens) when the
+    section is off. Kill and checkpoint-crash faults fire once per run folder (see :func:`fire_once`)."""
+    cfg: FaultsSection
+    rank: int
+    run_dir: Path | None
+
+    def poisons_loss(self, step: int) -> bool:
+        """Whether the loss of ``step`` (1-based, the step being trained) is made NaN."""
+        return 0 < self.cfg.nan_at_step == step
+
+    def after_step(self, step: int) -> None:
+        """Kill this worker after ``step`` when the config asks for it (once per run folder)."""
+        if (0 < self.cfg.kill_at_step == step and self.rank == self.cfg.kill_rank
+                and fire_once(self.run_dir, "kill", step)):
+            print(f"[raytrain] fault injection: rank {self.rank} exits hard after step {step}", flush=True)
+            die()
+
+    def checkpoint_hook(self, step: int) -> Callable[[], None] | None:
+        """What to run halfway through writing checkpoint ``step`` (rank 0): ``die`` once, or nothing."""
+        crash = 0 < self.cfg.checkpoint_crash_at_step == step and fire_once(self.run_dir, "checkpoint_crash", step)
+        return die if crash else None
 
 
-def counter_metrics(counters: dict[str, Any]) -> dict[str, Any]:
-    out = {"bad_videos_skipped": counters["bad_videos_skipped"], "nan_steps_skipped": counters["nan_steps_skipped"]}
-    if counters["bad_video_paths"]:
-        out["bad_video_examples"] = " | ".join(counters["bad_video_paths"])
-    return out
+def on_non_finite(on_nan: str, step: int, run_dir: Path | None, counters: FaultCounters) -> None:
+    """A NaN/Inf loss or gradient at ``step``, agreed by every rank: count the skipped update
+    (``train.on_nan=skip``), or stop naming the step and the last good checkpoint (``stop``)."""
+    if on_nan == "skip":
+        counters.nan_steps_skipped += 1
+        return
+    last = "none (the run has no checkpoint yet)"
+    if run_dir is not None:
+        from raytrain.train.state import find_checkpoint, load_training_state
+
+        try:
+            ckpt = find_checkpoint(run_dir)
+            last = f"step {load_training_state(ckpt)['step']} at {ckpt}"
+        except FileNotFoundError:
+            pass
+    raise NonFiniteLossError(f"non-finite loss or gradient at step {step} (train.on_nan=stop); "
+                             f"the last good checkpoint is {last}")

@@ -48,8 +48,8 @@ def seed_everything(seed: int) -> None:
 def save_training_state(directory: str | Path, cfg: Config, model: torch.nn.Module, optimizer, scheduler,
                         step: int, rng_states: list[dict[str, Any]], extra: dict | None = None,
                         after_state_file=None) -> Path:
-    """Write a checkpoint into ``directory``; ``after_state_file`` (fault injection) runs once the
-    weights are on disk and before the folder is complete."""
+    """Write a checkpoint into ``directory``; ``after_state_file``, a hook, runs once the weights are on
+    disk and before the folder is complete (the checkpoint-crash drill dies there)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -16,6 +16,7 @@ from raytrain.data.plan import plan_steps
 from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
+from raytrain.train.job import TrainJob
 from raytrain.train.loop import train_loop_per_worker
 from raytrain.train.state import latest_checkpoint_step
 
@@ -65,14 +66,15 @@ def validate_inputs(cfg: Config) -> TrainInputs:
     return TrainInputs(cfg, image_size, train_rows, eval_rows)
 
 
-def build_trainer(cfg: Config, callbacks: list | None = None, trial=None):
-    """Validate everything up front, then assemble datasets, scaling and run config (``callbacks``:
-    Ray Train callbacks, e.g. a sweep's ``TuneReportCallback``; ``trial``: a sweep trial's
-    ``raytrain.tune.trial.TrialControl``, whose stop request ends the run cleanly)."""
+def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs: TrainInputs | None = None):
+    """Validate everything up front (unless ``inputs``, what ``validate_inputs(cfg)`` returned, is
+    given), then assemble datasets, scaling and run config (``callbacks``: Ray Train callbacks, e.g. a
+    sweep's ``TuneReportCallback``; ``trial``: a sweep trial's ``raytrain.tune.trial.TrialControl``,
+    whose stop request ends the run cleanly)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    inputs = validate_inputs(cfg)
+    inputs = inputs if inputs is not None else validate_inputs(cfg)
     check_shared_storage(inputs.cfg)  # multi-node: run.storage_path must be seen by every node
     cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
@@ -84,14 +86,13 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None):
     datasets = train_datasets(cfg, train_rows, image_size, start_step, end_step, data_columns(cfg))
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
-    loop_config = {"config": cfg.to_dict(), "num_train_clips": len(train_rows), "plan_start_step": start_step,
-                   "num_eval_clips": len(eval_rows), "eval_texts": texts,
-                   "eval_text_to_video": owner.tolist(),
-                   "train_paths": [r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
-                   "trial": trial}
+    job = TrainJob(cfg.to_dict(), num_train_clips=len(train_rows), plan_start_step=start_step,
+                   eval_texts=texts, eval_text_to_video=owner.tolist(), num_eval_clips=len(eval_rows),
+                   train_paths=[r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
+                   trial=trial)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config={"job": job},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
@@ -129,9 +130,10 @@ def _data_config(cfg: Config, datasets: dict):
                                 execution_options={name: options for name in datasets if name.startswith("train")})
 
 
-def fit(cfg: Config) -> FitResult:
-    """Train (resuming from the run's latest checkpoint if there is one) and write ``metrics.json``."""
-    trainer, cfg = build_trainer(cfg)
+def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
+    """Train (resuming from the run's latest checkpoint if there is one) and write ``metrics.json``;
+    ``inputs``: ``validate_inputs(cfg)`` when the caller has already run it (the checks run once)."""
+    trainer, cfg = build_trainer(cfg, inputs=inputs)
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs

@@ -1,0 +1,32 @@
+"""The in-run evaluator: when to evaluate during training, and the evaluation on rank 0."""
+
+from __future__ import annotations
+
+import torch
+
+from raytrain.config import Config
+from raytrain.eval.run import evaluate
+from raytrain.methods import retrieval_model
+from raytrain.train.job import TrainJob
+
+
+class Evaluator:
+    """Every ``eval.every`` steps (at checkpoints; 0 = never) and, with ``eval.at_end``, at the end.
+    Rank 0 embeds the whole eval split (an unsplit dataset); other ranks wait at the next report."""
+
+    def __init__(self, cfg: Config, job: TrainJob, device: torch.device, rank: int):
+        self.cfg, self.job, self.device, self.rank = cfg, job, device, rank
+
+    def due(self, step: int) -> bool:
+        return bool(self.cfg.eval.every) and step % self.cfg.eval.every == 0
+
+    def run(self, module: torch.nn.Module) -> dict[str, float]:
+        import ray.train
+
+        if self.rank != 0:
+            return {}
+        job = self.job
+        metrics = evaluate(self.cfg, retrieval_model(module), ray.train.get_dataset_shard("eval"), job.eval_texts,
+                           job.eval_text_to_video, job.num_eval_clips, self.device)
+        print("[raytrain] eval: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
+        return metrics

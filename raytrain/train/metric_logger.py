@@ -1,0 +1,100 @@
+"""The metric logger: what the run shows on the console (rank 0) and in TensorBoard, and when.
+
+Every ``train.log_every`` steps: the loss (mean over the steps since the last checkpoint, at most
+``log_every``), the learning rate, the epoch, the method's own terms, the frame-cache hit rate and the
+time the step waited for its batch vs the time it computed. At once: skipped non-finite steps, eval
+metrics, bad videos at each checkpoint. Ranks other than 0 keep the running loss (for the reported
+metrics) and write nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raytrain.config import Config
+from raytrain.eval.metrics import is_eval_metric
+from raytrain.storage import tensorboard_log
+from raytrain.train.faults import log_event
+from raytrain.train.step import StepResult
+
+
+class MetricLogger:
+    def __init__(self, cfg: Config, rank: int, world_size: int, step: int, steps_per_epoch: int,
+                 total_steps: int, run_dir: Path | None):
+        self.cfg, self.rank, self.steps_per_epoch = cfg, rank, steps_per_epoch
+        self.losses: list[float] = []  # finite steps since the last checkpoint
+        self.cache_hits: list[float] = []  # data.cache=frames: share of each batch read from the cache
+        self.data_wait_s: list[float] = []
+        self.compute_s: list[float] = []
+        self.writer = None
+        if rank == 0:
+            self.writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
+            self.writer.add_text("config", "```\n" + str(cfg.to_dict()) + "\n```", step)
+            print(f"[raytrain] rank 0: {world_size} worker(s), {steps_per_epoch} steps/epoch, "
+                  f"{total_steps} steps in all, starting at step {step}", flush=True)
+            log_event(run_dir, start_step=step)
+
+    def worker_nodes(self, nodes: list[str], step: int) -> None:
+        """The Ray node of every rank, as JSON (``{"0": node id, ...}``), on the console and in TensorBoard."""
+        if self.writer is not None:
+            text = json.dumps({str(rank): node for rank, node in enumerate(nodes)})
+            print(f"[raytrain] worker nodes (rank: node id): {text}", flush=True)
+            self.writer.add_text("worker_nodes", text, step)
+
+    def batch(self, cache_hit, data_wait_s: float) -> None:
+        if cache_hit is not None:
+            self.cache_hits.append(float(cache_hit.float().mean()))
+        self.data_wait_s.append(data_wait_s)
+
+    def step(self, result: StepResult, step: int, lr: float, nan_steps_skipped: int) -> None:
+        """After step ``step`` (1-based): keep its loss, report a skipped step, log at the interval."""
+        self.compute_s.append(result.compute_s)
+        if result.skipped:
+            if self.rank == 0:
+                print(f"[raytrain] non-finite loss or gradient at step {step}: update skipped "
+                      f"({nan_steps_skipped} so far)", flush=True)
+            self._scalar("train/nan_steps_skipped", nan_steps_skipped, step)
+        else:
+            self.losses.append(result.loss)
+        if self.writer is None or step % self.cfg.train.log_every:
+            return
+        last = self.cfg.train.log_every
+        self._scalar("train/loss", float(np.mean(self.losses[-last:])), step)
+        self._scalar("train/lr", lr, step)
+        self._scalar("train/epoch", step / self.steps_per_epoch, step)
+        for key, value in result.logs.items():
+            self._scalar(f"train/{key}", float(value), step)
+        if self.cache_hits:
+            self._scalar("data/cache_hit_rate", float(np.mean(self.cache_hits[-last:])), step)
+        self._scalar("time/data_wait_s", float(np.mean(self.data_wait_s[-last:])), step)
+        self._scalar("time/compute_s", float(np.mean(self.compute_s[-last:])), step)
+
+    def take_loss(self) -> dict[str, float]:
+        """The mean loss since the last checkpoint (for the report), and start a new window."""
+        out = {"loss": float(np.mean(self.losses))} if self.losses else {}
+        self.losses = []
+        return out
+
+    def evaluation(self, metrics: dict[str, Any], step: int) -> dict[str, Any]:
+        for key, value in metrics.items():
+            if is_eval_metric(key):
+                self._scalar(f"eval/{key}", value, step)
+        return metrics
+
+    def checkpoint(self, metrics: dict[str, Any] | None) -> None:
+        """After a periodic checkpoint: the bad videos skipped so far (``data.on_bad_video=skip``)."""
+        if metrics is not None and self.cfg.data.on_bad_video == "skip":
+            self._scalar("data/bad_videos_skipped", metrics["bad_videos_skipped"], metrics["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)

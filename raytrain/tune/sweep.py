@@ -1,7 +1,7 @@
 """``raytrain sweep``, the driver: start, resume, run and finish a Ray Tune sweep whose every trial is
 a full Ray Train run.
 
-Each trial is a Tune *function trainable* (``trial.run_trial``) that builds and fits a ``TorchTrainer``
+Each trial is a Tune *function trainable* (``run_trial``) that builds and fits a ``TorchTrainer``
 (Train V2 refuses ``Tuner(TorchTrainer)``); ``TuneReportCallback`` relays every ``ray.train.report`` as
 one Tune result. The trial's Train run lives at ``<sweep>/runs/<trial id>``, so a restored sweep resumes
 each unfinished trial from its own last checkpoint. Planning: ``plan``; the driver's callbacks:
@@ -14,15 +14,40 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from raytrain.config import Config, ConfigError
-from raytrain.storage import exists, is_uri, join, read_text, write_text
+from raytrain.storage import exists, is_uri, join, read_text, run_location, write_text
 from raytrain.tune import plan
 from raytrain.tune.plan import SWEEP_CONFIG, SWEEP_SPACE, TrialRow, sweep_dir
 from raytrain.tune.space import SearchSpace, apply_params, check_search, load_space_dict, to_tune
-from raytrain.tune.trial import run_trial
+from raytrain.tune.trial import TrialControl
+
+
+def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str) -> None:
+    """One Tune trial: the base config plus this trial's values, trained by Ray Train, every report relayed
+    (``TuneReportCallback``) as one Tune result."""
+    import ray.data
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raytrain.train.trainer import build_trainer
+
+    ctx = ray.data.DataContext.get_current()  # as the driver's (ray_env.ensure_ray): plain logs
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = apply_params(Config.from_dict(base_config, source=SWEEP_CONFIG), params)
+    cfg = cfg.replace(**{"run.name": trial_id, "run.storage_path": runs_dir})
+    trial = TrialControl(run_location(cfg))
+    trial.reset()
+    trainer, _ = build_trainer(cfg, callbacks=[TuneReportCallback()], trial=trial)
+    try:
+        trainer.fit()
+    finally:
+        trial.release()
 
 
 @dataclass

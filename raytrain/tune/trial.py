@@ -15,12 +15,8 @@ group. Two files in the run folder carry the protocol, so it works on local and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from raytrain.config import Config
-from raytrain.storage import exists, join, read_text, remove_file, run_location, write_text
-from raytrain.tune.plan import SWEEP_CONFIG
-from raytrain.tune.space import apply_params
+from raytrain.storage import exists, join, read_text, remove_file, write_text
 
 STOP_FILE = "STOP_REQUESTED"
 PLACEMENT_GROUP_FILE = "train_placement_group"
@@ -73,27 +69,3 @@ class TrialControl:
 
     def stop_requested(self) -> bool:
         return exists(self.stop_file)
-
-
-def run_trial(params: dict[str, Any], base_config: dict[str, Any], runs_dir: str) -> None:
-    """One Tune trial: the base config plus this trial's values, trained by Ray Train, every report relayed
-    (``TuneReportCallback``) as one Tune result."""
-    import ray.data
-    import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from raytrain.train.trainer import build_trainer
-
-    ctx = ray.data.DataContext.get_current()  # as the driver's (ray_env.ensure_ray): plain logs
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    trial_id = ray.tune.get_context().get_trial_id()
-    cfg = apply_params(Config.from_dict(base_config, source=SWEEP_CONFIG), params)
-    cfg = cfg.replace(**{"run.name": trial_id, "run.storage_path": runs_dir})
-    trial = TrialControl(run_location(cfg))
-    trial.reset()
-    trainer, _ = build_trainer(cfg, callbacks=[TuneReportCallback()], trial=trial)
-    try:
-        trainer.fit()
-    finally:
-        trial.release()

@@ -59,6 +59,7 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
     """Decode the eval clips with Ray Data and embed them with ``model`` in this process."""
     import torch
 
+    from raytrain.data.batch import eval_batch_dtypes
     from raytrain.data.pipeline import eval_dataset, eval_texts
     from raytrain.eval.retrieval import evaluate_model
     from raytrain.model.clip_video import get_tokenizer, model_image_size
@@ -67,11 +68,10 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
     model = model.to(device)
     ds = eval_dataset(cfg, rows, model_image_size(cfg.model.arch))
     texts, owner = eval_texts(rows)
-    batches = ds.iter_torch_batches(batch_size=cfg.eval.batch_size,
-                                    dtypes={"frames": torch.uint8, "video_index": torch.int64})
+    batches = ds.iter_torch_batches(batch_size=cfg.eval.batch_size, dtypes=eval_batch_dtypes(cfg))
     amp = torch.bfloat16 if device.type == "cuda" and cfg.train.precision != "fp32" else None
     return evaluate_model(model, batches, texts, owner, len(rows), get_tokenizer(cfg.model.arch, cfg.data.max_words),
-                          device, cfg.eval.text_batch_size, amp, cfg.eval.sim_block)
+                          device, cfg.eval.text_batch_size, amp, cfg.eval.sim_block, [r.path for r in rows])
 
 
 def _cmd_eval(args) -> None:

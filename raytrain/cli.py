@@ -68,7 +68,7 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     texts, owner = eval_texts(rows)
     return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, model_image_size(cfg.model.arch)), texts,
-                    owner, len(rows), device)
+                    owner, len(rows), device, video_names=[r.path for r in rows])
 
 
 def _cmd_eval(args) -> None:

@@ -1,5 +1,6 @@
 """Tier 2: the Ray Data graph on a few generated clips."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,11 @@ def test_eval_dataset_covers_each_clip_once_in_order(ray_session, tiny_config):
     assert len(texts) == sum(len(r.captions) for r in rows) and owner.max() == len(rows) - 1
 
 
-def test_corrupt_clip_error_names_the_file(ray_session, tiny_config, tmp_path):
-    import shutil
+def test_corrupt_clip_error_names_the_file_and_skip_flags_the_black_stand_in(ray_session, tiny_config, tmp_path):
+    from ray.exceptions import UserCodeException
 
     from raytrain.config import apply_overrides
+    from raytrain.data.batch import eval_batch_dtypes
     from raytrain.data.manifest import write_manifest
 
     src = load_manifest(tiny_config.data.manifest, split="test")[:3]
@@ -58,9 +60,17 @@ def test_corrupt_clip_error_names_the_file(ray_session, tiny_config, tmp_path):
     rows[1]["path"] = str(bad)
     manifest = write_manifest(rows, tmp_path / "m.parquet")
     cfg = apply_overrides(tiny_config, [f"data.manifest={manifest}"])
-    with pytest.raises(Exception, match="broken.mp4"):
+    with pytest.raises(UserCodeException) as failed:
         list(eval_dataset(cfg, load_manifest(manifest), image_size=32).iter_batches(batch_size=3))
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert re.search(r"VideoDecodeError: cannot decode '[^']*broken\.mp4' with decord", str(failed.value))
+    # data.on_bad_video=skip: every clip stays (the similarity matrix is fixed), the bad one black and flagged.
+    skip = apply_overrides(cfg, ["data.on_bad_video=skip"])
+    batches = list(eval_dataset(skip, load_manifest(manifest), image_size=32).iter_torch_batches(
+        batch_size=3, dtypes=eval_batch_dtypes(skip)))
+    flagged = {int(i): bool(b) for batch in batches for i, b in zip(batch["video_index"], batch["bad_video"])}
+    frames = {int(i): f for batch in batches for i, f in zip(batch["video_index"], batch["frames"])}
+    assert flagged == {0: False, 1: True, 2: False}
+    assert not frames[1].any() and frames[0].float().std() > 5
 
 
 def test_random_masks_from_the_data_workers(ray_session, tiny_config):

@@ -1,33 +1,79 @@
-"""The batch schema: which columns a train or eval batch carries and their dtypes. The decode actors
-emit exactly these columns and the training loop reads them with these dtypes (Ray Data needs a
-dtype for every column, and no others). Which mask columns a run needs is the method's to say
-(``raytrain.methods.data_columns``); the data layer only knows how to build them."""
+"""The batch schema: which columns a train or eval batch carries and their dtypes, defined once. The
+decode actors emit exactly these columns (:func:`assemble`) and the training loop and the evaluation
+read them with these dtypes (Ray Data needs a torch dtype for every column, and no others). Which mask
+columns a run needs is the method's to say (``raytrain.methods.data_columns``); the data layer only
+knows how to build them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from raytrain.config import Config
 
-# Masks the decode actors can build: MASCOT's random ablation (high, low: (T, N)) and MILES's tube (N,).
-MASK_COLUMNS = ("mask_high", "mask_low", "mask_tube")
+
+@dataclass(frozen=True)
+class Column:
+    """One batch column: its name, the numpy dtype the decode actors emit, the torch dtype it is read as."""
+
+    name: str
+    numpy: type
+    torch: torch.dtype
 
 
-def train_batch_dtypes(cfg: Config, mask_columns: Sequence[str] = ()) -> dict[str, torch.dtype]:
+FRAMES = Column("frames", np.uint8, torch.uint8)  # (B, T, S, S, 3): frames stay uint8 until the device
+TOKENS = Column("tokens", np.int64, torch.int64)  # (B, max_words): the planned caption (train)
+VIDEO_INDEX = Column("video_index", np.int64, torch.int64)  # (B,): the clip's column in the sim matrix (eval)
+BAD_CLIP = Column("bad_clip", np.int64, torch.int64)  # (B,): the plan clip a substitute replaced, or -1
+BAD_VIDEO = Column("bad_video", np.bool_, torch.bool)  # (B,): an eval clip that could not be decoded (black)
+CACHE_HIT = Column("cache_hit", np.bool_, torch.bool)  # (B,): the clip's frames came from the frame cache
+MASK_HIGH = Column("mask_high", np.bool_, torch.bool)  # (B, T, N): MASCOT's random "high-informed" ablation
+MASK_LOW = Column("mask_low", np.bool_, torch.bool)  # (B, T, N): ... and its "low-informed" one
+MASK_TUBE = Column("mask_tube", np.bool_, torch.bool)  # (B, N): MILES's tube, shared by every frame
+
+_MASKS = {c.name: c for c in (MASK_HIGH, MASK_LOW, MASK_TUBE)}
+MASK_COLUMNS = tuple(_MASKS)  # the masks the decode actors can build
+
+
+def check_mask_columns(mask_columns: Sequence[str]) -> tuple[str, ...]:
     unknown = set(mask_columns) - set(MASK_COLUMNS)
     if unknown:
         raise ValueError(f"the data workers cannot build mask columns {sorted(unknown)}; "
                          f"they build {list(MASK_COLUMNS)}")
-    dtypes = {"frames": torch.uint8, "tokens": torch.int64}
-    dtypes.update({column: torch.bool for column in mask_columns})
-    if cfg.data.on_bad_video == "skip":
-        dtypes["bad_clip"] = torch.int64  # the plan clip a substitute replaced, or -1
-    if cfg.data.cache == "frames":
-        dtypes["cache_hit"] = torch.bool  # the clip's frames came from the frame cache
-    return dtypes
+    return tuple(mask_columns)
+
+
+def train_columns(mask_columns: Sequence[str] = (), skip_bad: bool = False,
+                  cache: bool = False) -> tuple[Column, ...]:
+    """A train batch: frames, tokens, the method's masks, ``bad_clip`` under ``data.on_bad_video=skip``
+    and ``cache_hit`` with the frame cache on."""
+    columns = [FRAMES, TOKENS, *(_MASKS[name] for name in check_mask_columns(mask_columns))]
+    return (*columns, *([BAD_CLIP] if skip_bad else []), *([CACHE_HIT] if cache else []))
+
+
+def eval_columns(skip_bad: bool = False) -> tuple[Column, ...]:
+    """An eval batch: frames, the video index and, under ``data.on_bad_video=skip``, ``bad_video``."""
+    return (FRAMES, VIDEO_INDEX, *([BAD_VIDEO] if skip_bad else []))
+
+
+def dtypes(columns: Sequence[Column]) -> dict[str, torch.dtype]:
+    return {c.name: c.torch for c in columns}
+
+
+def train_batch_dtypes(cfg: Config, mask_columns: Sequence[str] = ()) -> dict[str, torch.dtype]:
+    return dtypes(train_columns(mask_columns, cfg.data.on_bad_video == "skip", cfg.data.cache == "frames"))
 
 
 def eval_batch_dtypes(cfg: Config) -> dict[str, torch.dtype]:
-    return {"frames": torch.uint8, "video_index": torch.int64}
+    return dtypes(eval_columns(cfg.data.on_bad_video == "skip"))
+
+
+def assemble(columns: Sequence[Column], values: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """The batch of exactly ``columns`` from ``values`` (a superset), each cast to its numpy dtype."""
+    missing = [c.name for c in columns if c.name not in values]
+    if missing:
+        raise KeyError(f"the decode step produced no {missing} for the batch schema {[c.name for c in columns]}")
+    return {c.name: np.asarray(values[c.name], dtype=c.numpy) for c in columns}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from raytrain.data.batch import BAD_VIDEO
 from raytrain.eval.sharded import sharded_both_directions, sharded_scores
 
 
@@ -68,6 +69,35 @@ def embed_text_features(model, tokenizer, texts: list[str], batch_size: int, dev
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
+class BadVideos:
+    """The eval batches without their ``bad_video`` column (``data.on_bad_video=skip``), keeping the
+    video indices it marks: clips that could not be decoded and are scored as black videos."""
+
+    def __init__(self, batches: Iterable[Mapping[str, torch.Tensor]]):
+        self.batches = batches
+        self.marked = False  # the batches carried the column (skip mode)
+        self.indices: set[int] = set()
+
+    def __iter__(self) -> Iterator[Mapping[str, torch.Tensor]]:
+        for batch in self.batches:
+            if BAD_VIDEO.name in batch:
+                batch = dict(batch)
+                flags = torch.as_tensor(batch.pop(BAD_VIDEO.name)).bool().cpu()
+                self.marked = True
+                self.indices.update(int(i) for i in torch.as_tensor(batch["video_index"]).cpu()[flags])
+            yield batch
+
+    def report(self, metrics: dict[str, float], names: Sequence[str] | None = None) -> None:
+        """Add ``bad_eval_videos`` (skip mode only) and warn naming the replaced clips."""
+        if not self.marked:
+            return
+        metrics["bad_eval_videos"] = float(len(self.indices))
+        if self.indices:
+            which = [names[i] if names is not None else f"clip {i}" for i in sorted(self.indices)]
+            print(f"[raytrain] eval: {len(which)} of {int(metrics['num_videos'])} clips could not be decoded "
+                  f"and were scored as black videos (data.on_bad_video=skip): {', '.join(which)}", flush=True)
+
+
 def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
     """Items ``start:stop`` of a feature dict (every tensor has the item axis first)."""
     return {k: v[start:stop] for k, v in features.items()}
@@ -81,13 +111,17 @@ def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to
 
 def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, num_videos: int,
                    tokenizer, device, text_batch_size: int = 256,
-                   autocast_dtype: torch.dtype | None = None, sim_block: int = 1024) -> dict[str, float]:
+                   autocast_dtype: torch.dtype | None = None, sim_block: int = 1024,
+                   video_names: Sequence[str] | None = None) -> dict[str, float]:
     """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions.
 
     A ``model`` with its own ``similarity`` (a method objective such as DMAE) is scored with it on the
     features of its ``video_features`` / ``text_features``; any other uses the dot product of
-    ``encode_video`` and ``encode_text``.
+    ``encode_video`` and ``encode_text``. Batches with a ``bad_video`` column (``data.on_bad_video=skip``)
+    add ``bad_eval_videos`` to the metrics, and a warning naming them (``video_names``, by video index).
     """
+    bad = BadVideos(batches)
+    batches = bad
     was_training = model.training
     model.eval()
     try:
@@ -106,4 +140,5 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
         model.train(was_training)
     metrics["num_videos"] = float(num_videos)
     metrics["num_texts"] = float(len(texts))
+    bad.report(metrics, video_names)
     return metrics

@@ -24,10 +24,12 @@ def eval_batches(cfg: Config, dataset):
 
 
 def evaluate(cfg: Config, model: torch.nn.Module, dataset, texts: Sequence[str],
-             text_to_video: Sequence[int], num_clips: int, device: torch.device) -> dict[str, float]:
+             text_to_video: Sequence[int], num_clips: int, device: torch.device,
+             video_names: Sequence[str] | None = None) -> dict[str, float]:
     """Embed every eval clip of ``dataset`` and every caption with ``model`` (a retrieval model: the
-    dual encoder, or a method's own similarity) on ``device``; the metrics of both directions."""
+    dual encoder, or a method's own similarity) on ``device``; the metrics of both directions.
+    ``video_names`` (the clips' files) name the eval clips replaced under ``data.on_bad_video=skip``."""
     tokenizer = get_tokenizer(cfg.model.arch, cfg.data.max_words)
     return evaluate_model(model, eval_batches(cfg, dataset), list(texts), np.asarray(text_to_video), num_clips,
                           tokenizer, device, cfg.eval.text_batch_size, autocast_dtype(cfg, device),
-                          cfg.eval.sim_block)
+                          cfg.eval.sim_block, video_names)

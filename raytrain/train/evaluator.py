@@ -27,6 +27,7 @@ class Evaluator:
             return {}
         job = self.job
         metrics = evaluate(self.cfg, retrieval_model(module), ray.train.get_dataset_shard("eval"), job.eval_texts,
-                           job.eval_text_to_video, job.num_eval_clips, self.device)
+                           job.eval_text_to_video, job.num_eval_clips, self.device,
+                           video_names=job.eval_paths or None)
         print("[raytrain] eval: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
         return metrics

@@ -20,6 +20,7 @@ class TrainJob:
     eval_text_to_video: list[int] = field(default_factory=list)  # the clip each eval caption belongs to
     num_eval_clips: int = 0
     train_paths: list[str] = field(default_factory=list)  # data.on_bad_video=skip: to name bad clips
+    eval_paths: list[str] = field(default_factory=list)  # likewise for the eval clips replaced
     trial: TrialControl | None = None  # a sweep trial: its stop request ends the run cleanly
 
     def cfg(self) -> Config:

@@ -89,6 +89,7 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
     job = TrainJob(cfg.to_dict(), num_train_clips=len(train_rows), plan_start_step=start_step,
                    eval_texts=texts, eval_text_to_video=owner.tolist(), num_eval_clips=len(eval_rows),
                    train_paths=[r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
+                   eval_paths=[r.path for r in eval_rows] if cfg.data.on_bad_video == "skip" else [],
                    trial=trial)
     return TorchTrainer(
         train_loop_per_worker,

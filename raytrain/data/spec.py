@@ -1,0 +1,82 @@
+"""What a decode actor is asked to make, built once from the config on the driver: frozen, so every
+actor of a dataset decodes, caches, substitutes, tokenises and masks the same way. No Ray here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from raytrain.config import Config
+from raytrain.data import frame_cache
+from raytrain.data.batch import Column, check_mask_columns, eval_columns, train_columns
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """The random masks built per train clip: MASCOT's ablation (``patches`` > 0: high and low masks
+    ``(T, patches)``) and MILES's tube (``tube_grid`` > 0: ``(tube_grid ** 2,)``)."""
+
+    patches: int = 0
+    high_ratio: float = 0.0
+    low_ratio: float = 0.0
+    tube_grid: int = 0
+    tube_ratio: float = 0.5
+    tube_block: tuple[int, int] = (2, 4)
+
+    @classmethod
+    def from_config(cls, cfg: Config, mask_columns: Sequence[str]) -> MaskSpec:
+        masks = check_mask_columns(mask_columns)
+        if not masks:
+            return cls()
+        from raytrain.model.clip_video import model_num_patches
+
+        patches = model_num_patches(cfg.model.arch)
+        miles = cfg.method.miles
+        return cls(patches=patches if "mask_high" in masks else 0,
+                   high_ratio=cfg.mask.high_ratio, low_ratio=cfg.mask.low_ratio,
+                   tube_grid=round(patches ** 0.5) if "mask_tube" in masks else 0,
+                   tube_ratio=miles.mask_ratio, tube_block=(miles.block_min, miles.block_max))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*(("mask_high", "mask_low") if self.patches else ()), *(("mask_tube",) if self.tube_grid else ()))
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """One split's decode job. ``train``: random frame offsets from each row's ``sample_seed``, a
+    tokenised caption and the masks; eval: segment centres, no text. ``cache_location`` set: frames
+    are read through the frame cache (``cache_samplings`` per train clip, offsets seeded by ``seed``)."""
+
+    decoder: str
+    num_frames: int
+    image_size: int
+    train: bool
+    arch: str = ""
+    max_words: int = 32
+    on_bad_video: str = "error"
+    timeout_s: float = 0.0
+    cache_location: str | None = None
+    cache_samplings: int = 1
+    seed: int = 0
+    masks: MaskSpec = field(default_factory=MaskSpec)
+
+    @classmethod
+    def from_config(cls, cfg: Config, image_size: int, train: bool, mask_columns: Sequence[str] = (),
+                    cache_location: str | None = None) -> DecodeSpec:
+        return cls(decoder=cfg.data.decoder, num_frames=cfg.data.num_frames, image_size=image_size, train=train,
+                   arch=cfg.model.arch, max_words=cfg.data.max_words, on_bad_video=cfg.data.on_bad_video,
+                   timeout_s=cfg.data.decode_timeout_s, cache_location=cache_location,
+                   cache_samplings=frame_cache.num_samplings(cfg, train), seed=cfg.train.seed,
+                   masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec())
+
+    @property
+    def skip_bad(self) -> bool:
+        return self.on_bad_video == "skip"
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The batch columns this job emits (the schema of ``raytrain.data.batch``)."""
+        if self.train:
+            return train_columns(self.masks.columns, self.skip_bad, self.cache_location is not None)
+        return eval_columns(self.skip_bad)

@@ -138,3 +138,16 @@ def test_metric_names_are_defined_once():
     assert set(LOWER_IS_BETTER) == {"loss", "t2v_MdR", "t2v_MnR", "v2t_MdR", "v2t_MnR"}
     assert set(LOWER_IS_BETTER) < set(REPORTED_METRICS)
     assert apply_overrides(Config(), ["sweep.metric=t2v_MdR"]).sweep.lower_is_better
+
+
+def test_resolved_paths_are_typed_values_not_yaml(tmp_path, monkeypatch):
+    """resolve_paths sets absolute paths as typed values: a path YAML would read otherwise (a '#'
+    starts a comment there) stays whole."""
+    from raytrain.train.trainer import resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_paths(apply_overrides(Config(), ["run.storage_path=runs"]).replace(
+        **{"data.manifest": "data #1/manifest.parquet", "data.cache_dir": "cache: a", "model.pretrained": "w.pt"}))
+    assert cfg.data.manifest == str(tmp_path / "data #1" / "manifest.parquet")
+    assert cfg.data.cache_dir == str(tmp_path / "cache: a")
+    assert cfg.run.storage_path == str(tmp_path / "runs") and cfg.model.pretrained == str(tmp_path / "w.pt")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raytrain.config import Config, apply_overrides
+from raytrain.config import Config
 from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_datasets
 from raytrain.data.plan import end_step as planned_end_step
@@ -29,15 +29,16 @@ class FitResult:
 
 
 def resolve_paths(cfg: Config) -> Config:
-    """Make local paths absolute on the driver: Ray workers do not share its working directory."""
-    overrides = [f"data.manifest={os.path.abspath(cfg.data.manifest)}"]
+    """Make local paths absolute on the driver: Ray workers do not share its working directory.
+    Typed values through ``Config.replace`` (a path is never re-read as YAML)."""
+    paths = {"data.manifest": os.path.abspath(cfg.data.manifest)}
     if "://" not in cfg.run.storage_path:
-        overrides.append(f"run.storage_path={os.path.abspath(cfg.run.storage_path)}")
+        paths["run.storage_path"] = os.path.abspath(cfg.run.storage_path)
     if cfg.data.cache_dir and "://" not in cfg.data.cache_dir:
-        overrides.append(f"data.cache_dir={os.path.abspath(cfg.data.cache_dir)}")
+        paths["data.cache_dir"] = os.path.abspath(cfg.data.cache_dir)
     if cfg.model.pretrained:
-        overrides.append(f"model.pretrained={os.path.abspath(os.path.expanduser(cfg.model.pretrained))}")
-    return apply_overrides(cfg, overrides)
+        paths["model.pretrained"] = os.path.abspath(os.path.expanduser(cfg.model.pretrained))
+    return cfg.replace(**paths)
 
 
 def run_dir(cfg: Config) -> Path:

@@ -58,6 +58,7 @@ def test_only_the_first_blocks_are_copied():
 
 def test_auto_falls_back_to_random_and_text_refuses_naming_the_key():
     m = model("seqTransf", layers=3)  # the tiny text tower has 2 blocks
+    assert m.temporal.init == "random" and model("seqTransf", layers=2).temporal.init == "text"
     assert not torch.equal(m.temporal.frame_position.weight[:32], m.clip.positional_embedding)
     with pytest.raises(ValueError, match=r"model.temporal_init.*2 blocks, fewer than model.temporal_layers=3"):
         model("seqTransf", layers=3, init="text")

@@ -82,6 +82,7 @@ class SeqTransf(nn.Module):
                  max_frames: int = MAX_FRAMES):
         super().__init__()
         self.heads = max(1, dim // 64)  # CLIP4Clip: transformer_width // 64
+        self.init = "random"  # how it started: "text" (CLIP4Clip's, from the text tower) or "random"
         self.frame_position = nn.Embedding(max_frames, dim)
         self.transformer = Transformer(dim, layers, self.heads, mlp_ratio=mlp_ratio, act_layer=act_layer,
                                        norm_layer=partial(LayerNorm, eps=LAYER_NORM_EPS))
@@ -158,6 +159,7 @@ def seq_transf_from_text(tower: TextTower, layers: int) -> SeqTransf:
         head.frame_position.weight[:rows].copy_(tower.positional_embedding[:rows])
     for mine, theirs in zip(head.transformer.resblocks, tower.blocks):
         mine.load_state_dict(theirs.state_dict())
+    head.init = "text"
     return head
 
 

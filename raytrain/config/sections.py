@@ -58,12 +58,16 @@ class DataSection:
 class ModelSection:
     arch: str = "ViT-B-32"  # any open_clip model name, or one of raytrain's tiny configs (RT-*)
     pretrained: str | None = None  # local checkpoint path; None = random init
-    temporal: Literal["meanP", "seqTransf"] = "meanP"
+    temporal: Literal["meanP", "seqLSTM", "seqTransf"] = "meanP"  # CLIP4Clip's three heads
     temporal_layers: int = knob(4, at_least(1))
     max_logit_scale: float = knob(100.0, above(0))
     # Recompute each transformer block's activations in the backward pass instead of storing them
     # (towers and seqTransf): less memory for long clips / big batches, ~30 % more compute.
     grad_checkpointing: bool = False
+    # seqTransf's start: text = CLIP4Clip's (frame positions and blocks copied from the text tower,
+    # which must have the embedding width and >= temporal_layers blocks), random = from scratch,
+    # auto = text where the text tower allows it, else random.
+    temporal_init: Literal["auto", "text", "random"] = "auto"
 
 
 @dataclass(frozen=True)

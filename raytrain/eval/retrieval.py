@@ -26,11 +26,13 @@ def _to_cpu(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def embed_video_features(encode: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+def embed_video_features(encode: Callable[..., dict[str, torch.Tensor]],
                          batches: Iterable[Mapping[str, torch.Tensor]], num_videos: int, device,
                          autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Batches with ``frames: (B, T, H, W, 3) uint8`` and ``video_index: (B,)`` → every feature that
-    ``encode(frames)`` returns, ``(num_videos, ...)`` on the CPU, in video-index order.
+    """Batches with ``frames: (B, T, H, W, 3) uint8``, ``video_index: (B,)`` and optionally
+    ``frame_mask: (B, T)`` (1 = a real frame; absent = all real) → every feature that
+    ``encode(frames, frame_mask)`` returns (``encode(frames)`` for batches without the column, so a
+    model without frame masks still works), ``(num_videos, ...)`` on the CPU, in video-index order.
 
     Every index in ``[0, num_videos)`` must arrive exactly once; a missing or repeated clip is an
     error rather than a silently wrong metric.
@@ -40,9 +42,11 @@ def embed_video_features(encode: Callable[[torch.Tensor], dict[str, torch.Tensor
     for batch in batches:
         index = torch.as_tensor(batch["video_index"]).long().cpu()
         frames = torch.as_tensor(batch["frames"]).to(device)
+        frame_mask = batch.get("frame_mask")
+        frame_mask = torch.as_tensor(frame_mask).to(device).bool() if frame_mask is not None else None
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
-            feats = _to_cpu(encode(frames))
+            feats = _to_cpu(encode(frames) if frame_mask is None else encode(frames, frame_mask))
         if out is None:
             out = {k: torch.zeros(num_videos, *v.shape[1:], dtype=v.dtype) for k, v in feats.items()}
         for k, v in feats.items():
@@ -57,7 +61,7 @@ def embed_video_features(encode: Callable[[torch.Tensor], dict[str, torch.Tensor
 def embed_videos(model, batches: Iterable[Mapping[str, torch.Tensor]], num_videos: int, device,
                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Pooled normalised video embeddings ``(num_videos, D)`` (see ``embed_video_features``)."""
-    return embed_video_features(lambda frames: {"video": model.encode_video(frames)}, batches, num_videos,
+    return embed_video_features(lambda *frames_mask: {"video": model.encode_video(*frames_mask)}, batches, num_videos,
                                 device, autocast_dtype)["video"]
 
 

@@ -14,7 +14,7 @@ class Clip4Clip(Objective):
     """``L = L_nce(T Vᵀ)`` on the gathered global batch; retrieval is the plain dual encoder."""
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        video = self.model.encode_video(batch["frames"])
+        video = self.model.encode_video(batch["frames"], batch.get("frame_mask"))
         text = self.model.encode_text(batch["tokens"])
         scale = self.model.logit_scale()
         loss = self.contrastive_loss(text.float(), video.float(), scale)

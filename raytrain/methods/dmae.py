@@ -26,6 +26,7 @@ from raytrain.config import Config, DmaeSection, MethodSection, TpmclSection
 from raytrain.methods.base import Objective
 from raytrain.methods.losses import Features, gather_padded, gather_tensor
 from raytrain.model.clip_video import VideoTextDualEncoder
+from raytrain.model.temporal import as_frame_mask
 
 _NEG = -1e4  # below any cosine score; finite so that masked-out sums stay finite
 
@@ -204,9 +205,13 @@ class Dmae(Objective):
             raise ValueError("method 'dmae' needs word features (an open_clip text tower with token_embedding)")
         return {"sentence": sentence, "words": F.normalize(words, dim=-1), "word_mask": tokens != 0}
 
-    def video_features(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.model.frame_features(self.model.encode_frames(frames)[0])
-        return {"frames": f, "frame_mask": torch.ones(f.shape[:2], dtype=torch.bool, device=f.device)}
+    def video_features(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Normalised frame features ``(B, T, D)`` and their ``frame_mask`` (all True when None): the
+        token-wise similarity and TPM-CL leave padded frames out of every max and mean."""
+        f = self.model.frame_features(self.model.encode_frames(frames)[0], frame_mask)
+        mask = as_frame_mask(frame_mask, f)
+        return {"frames": f, "frame_mask": torch.ones(f.shape[:2], dtype=torch.bool, device=f.device)
+                if mask is None else mask}
 
     def similarity(self, texts: dict[str, torch.Tensor], videos: dict[str, torch.Tensor]) -> torch.Tensor:
         return dmae_similarity(texts, videos, self.dmae)
@@ -227,14 +232,15 @@ class Dmae(Objective):
     # ---- training ----
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         text = {k: v.float() for k, v in self.text_features(batch["tokens"]).items()}
-        video = {k: v.float() for k, v in self.video_features(batch["frames"]).items()}
+        video = {k: v.float() for k, v in self.video_features(batch["frames"], batch.get("frame_mask")).items()}
         scale = self.model.logit_scale()
         loss_nce = self.contrastive_loss(text, video, scale)
         logs = {"loss_nce": loss_nce.detach(), "logit_scale": scale.detach()}
         if not self.tpm.enabled:
             return loss_nce, logs
         word_mask, frame_mask = text["word_mask"].bool(), video["frame_mask"].bool()
-        u = self.word_weights(video["frames"], text["words"], word_mask)
+        real_frames = video["frames"].masked_fill(~frame_mask.unsqueeze(-1), 0.0)  # padded frames: zero input
+        u = self.word_weights(real_frames, text["words"], word_mask)
         with torch.no_grad():
             r = self.frame_weights(text["sentence"][:, None], video["frames"], frame_mask)
         loss_tpm, tpm_logs = tpm_loss(text["sentence"], text["words"], word_mask, video["frames"], frame_mask,

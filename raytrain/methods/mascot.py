@@ -166,6 +166,7 @@ class Mascot(Objective):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, model = self.cfg, self.model
         frames, tokens = batch["frames"], batch["tokens"]
+        frame_mask = batch.get("frame_mask")  # padded frames of short clips stay out of every pooled view
         num_frames = frames.shape[1]
         images = model.images_from_frames(frames)
         use_high = cfg.masked_views or cfg.isc or cfg.co_learning
@@ -175,7 +176,7 @@ class Mascot(Objective):
         need_attention = use_high and (attention_masks or cfg.isc)
 
         full = model.encode_images(images, num_frames, return_tokens=need_tokens, return_attention=need_attention)
-        video = model.pool_frames(full.frame_embeds)
+        video = model.pool_frames(full.frame_embeds, frame_mask)
         words, text = model.encode_text_tokens(tokens)
         scale = model.logit_scale()
         text = text.float()
@@ -197,11 +198,11 @@ class Mascot(Objective):
 
         loss = loss_nce
         high_view = model.encode_images(images, num_frames, visible_index(high), return_tokens=cfg.isc)
-        scores_high = self.pair_scores(text, model.pool_frames(high_view.frame_embeds).float())
+        scores_high = self.pair_scores(text, model.pool_frames(high_view.frame_embeds, frame_mask).float())
         scores_low = None
         if use_low:
             low_view = model.encode_images(images, num_frames, visible_index(low))
-            scores_low = self.pair_scores(text, model.pool_frames(low_view.frame_embeds).float())
+            scores_low = self.pair_scores(text, model.pool_frames(low_view.frame_embeds, frame_mask).float())
         if cfg.masked_views:
             loss_mv = 0.5 * (infonce(scores_high, scale) + infonce(scores_low, scale))
             loss = loss + cfg.lambda_mv * loss_mv

@@ -122,6 +122,7 @@ class Miles(Objective):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model, cfg = self.model, self.cfg
         frames, tokens = batch["frames"], batch["tokens"]
+        frame_mask = batch.get("frame_mask")  # padded frames stay out of the pooled video (not of L_mvm)
         b, t = frames.shape[:2]
         require_columns(batch, ("mask_tube",), "method 'miles'")
         images = model.images_from_frames(frames)
@@ -129,9 +130,9 @@ class Miles(Objective):
 
         masked = model.encode_images(images, t, return_tokens=True, replace=tube, mask_token=self.mask_token)
         if cfg.contrastive_view == "masked":  # Option A: the masked pass is also the contrastive view
-            video = model.pool_frames(masked.frame_embeds)
+            video = model.pool_frames(masked.frame_embeds, frame_mask)
         else:  # Option B (our default): an extra unmasked online pass
-            video = model.pool_frames(model.encode_images(images, t).frame_embeds)
+            video = model.pool_frames(model.encode_images(images, t).frame_embeds, frame_mask)
         text = model.encode_text(tokens)
         scale = model.logit_scale()
         loss_nce = self.contrastive_loss(text.float(), video.float(), scale)

@@ -1,7 +1,8 @@
 """CLIP4Clip-style dual encoder on any open_clip model.
 
 Frames ``(B, T, H, W, 3) uint8`` are normalised on the model's device, encoded frame by frame by the
-open_clip image tower, pooled over time (``meanP`` or ``seqTransf``) and compared with the caption's
+open_clip image tower, pooled over time (``meanP``, ``seqLSTM`` or ``seqTransf``, ``temporal.py``; an
+optional ``frame_mask (B, T)`` marks the real frames of short clips) and compared with the caption's
 sentence embedding. For ViT image towers the frame encoding is done here, block by block, so that a
 method can drop patch tokens (cheaper masked passes) and read patch tokens back; any other open_clip
 tower is used through its own ``forward``.
@@ -16,11 +17,12 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import Transformer, VisionTransformer
+from open_clip.transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from raytrain.config import ModelSection
+from raytrain.model.temporal import SeqTransf, build_temporal, masked_mean
 
 _CONFIG_DIR = Path(__file__).parent / "configs"
 _registered = False
@@ -134,46 +136,16 @@ def vit_patch_features(visual: VisionTransformer, tokens: torch.Tensor) -> torch
     return x @ visual.proj if visual.proj is not None else x
 
 
-class MeanPool(nn.Module):
-    """meanP: per-frame L2 norm, then the mean over frames."""
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
-        return f
-
-
-class SeqTransf(nn.Module):
-    """seqTransf: frames + position embedding through a small transformer, added back residually."""
-
-    def __init__(self, dim: int, layers: int, max_frames: int = 64):
-        super().__init__()
-        heads = max(1, dim // 64)
-        self.frame_position = nn.Embedding(max_frames, dim)
-        self.transformer = Transformer(dim, layers, heads, mlp_ratio=4.0)
-        nn.init.normal_(self.frame_position.weight, std=0.01)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
-        t = f.shape[1]
-        if t > self.frame_position.num_embeddings:
-            raise ValueError(f"seqTransf supports at most {self.frame_position.num_embeddings} frames, got {t}")
-        pos = self.frame_position(torch.arange(t, device=f.device)).to(f.dtype)
-        return f + self.transformer(f + pos)
-
-
 class VideoTextDualEncoder(nn.Module):
     """open_clip towers + temporal pooling; ``forward`` returns normalised video and text embeddings."""
 
     def __init__(self, clip: nn.Module, temporal: str = "meanP", temporal_layers: int = 4,
-                 max_logit_scale: float = 100.0):
+                 max_logit_scale: float = 100.0, temporal_init: str = "auto"):
         super().__init__()
         self.clip = clip
         embed_dim = _embed_dim(clip)
         self.embed_dim = embed_dim
-        if temporal == "meanP":
-            self.temporal = MeanPool()
-        elif temporal == "seqTransf":
-            self.temporal = SeqTransf(embed_dim, temporal_layers)
-        else:
-            raise ValueError(f"config key 'model.temporal' must be 'meanP' or 'seqTransf' (got {temporal!r})")
+        self.temporal = build_temporal(temporal, clip, embed_dim, temporal_layers, temporal_init)
         self.max_log_scale = math.log(max_logit_scale)
         mean = getattr(clip.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
         std = getattr(clip.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
@@ -232,17 +204,20 @@ class VideoTextDualEncoder(nn.Module):
         """ViT patch tokens ``(..., Dv)`` → joint-space features ``(..., D)`` through ln_post and proj."""
         return vit_patch_features(self.clip.visual, tokens)
 
-    def frame_features(self, f: torch.Tensor) -> torch.Tensor:
+    def frame_features(self, f: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, D)`` frame embeddings → normalised per-frame features after the temporal module
-        (what ``pool_frames`` averages; token-wise similarities use them unpooled)."""
-        return F.normalize(self.temporal(f), dim=-1)
+        (what ``pool_frames`` averages; token-wise similarities use them unpooled). ``frame_mask
+        (B, T)``, True = a real frame, keeps padded frames out of seqLSTM and seqTransf attention."""
+        return F.normalize(self.temporal(f, frame_mask), dim=-1)
 
-    def pool_frames(self, f: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` frame embeddings → normalised video embedding ``(B, D)``."""
-        return F.normalize(self.frame_features(f).mean(dim=1), dim=-1)
+    def pool_frames(self, f: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T, D)`` frame embeddings → normalised video embedding ``(B, D)``: the mean of the
+        normalised frame features over the real frames (all of them when ``frame_mask`` is None)."""
+        return F.normalize(masked_mean(self.frame_features(f, frame_mask), frame_mask), dim=-1)
 
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.pool_frames(self.encode_frames(frames)[0])
+    def encode_video(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``frames (B, T, H, W, 3) uint8`` (and ``frame_mask (B, T)``) → normalised ``(B, D)``."""
+        return self.pool_frames(self.encode_frames(frames)[0], frame_mask)
 
     # ---- text ----
     def encode_text_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -279,8 +254,9 @@ class VideoTextDualEncoder(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale.clamp(max=self.max_log_scale).exp()
 
-    def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"video": self.encode_video(frames), "text": self.encode_text(tokens),
+    def forward(self, frames: torch.Tensor, tokens: torch.Tensor,
+                frame_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"video": self.encode_video(frames, frame_mask), "text": self.encode_text(tokens),
                 "logit_scale": self.logit_scale()}
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -322,7 +298,7 @@ def build_clip(arch: str, pretrained: str | None = None) -> nn.Module:
 
 def build_model(cfg: ModelSection) -> VideoTextDualEncoder:
     clip = build_clip(cfg.arch, cfg.pretrained)
-    model = VideoTextDualEncoder(clip, cfg.temporal, cfg.temporal_layers, cfg.max_logit_scale)
+    model = VideoTextDualEncoder(clip, cfg.temporal, cfg.temporal_layers, cfg.max_logit_scale, cfg.temporal_init)
     if cfg.grad_checkpointing:
         set_grad_checkpointing(model)
     return model

@@ -61,7 +61,7 @@ class DataSection:
     # (its slice_framepos=2), fewer for short clips, zero-padded, with a frame_mask batch column
     # (raytrain/data/frame_sampling.py).
     frame_sampling: Literal["segments", "clip4clip"] = "segments"
-    sample_fps: float = knob(1.0, above(0))  # frame_sampling=clip4clip: frames per second before the uniform pick
+    sample_fps: int = knob(1, at_least(1))  # frame_sampling=clip4clip: frames per second before the uniform pick
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def prepare_cache(cfg: Config, rows: list[ClipRow], image_size: int, train: bool
 
 
 def _plan_samplings(cfg: Config) -> int:
-    return cfg.data.cache_samplings if cfg.data.cache == "frames" else 0
+    return frame_cache.num_samplings(cfg, train=True) if cfg.data.cache == "frames" else 0
 
 
 def _blocks(num_rows: int, rows_per_block: int) -> int:

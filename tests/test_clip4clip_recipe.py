@@ -124,3 +124,29 @@ def test_logit_scale_forward_clamp_is_the_default():
     hook = after_step_hook(holder, cfg)
     hook()
     assert holder.steps == 1 and float(holder.model.clip.logit_scale.detach()) == pytest.approx(math.log(150.0))
+
+
+def test_clip4clip_groups_put_the_logit_scale_with_the_towers_and_decay_by_name():
+    from raytrain.config import Config
+    from raytrain.methods import build_objective
+    from raytrain.train.schedule import build_optimizer
+
+    cfg = Config().replace(**{"model.arch": "RT-Micro-ViT", "model.temporal": "seqTransf"})
+    objective = build_objective(cfg)
+    names = {id(p): n for n, p in objective.named_parameters()}
+
+    def where(optimizer):
+        """name -> (lr, weight decay) of its group."""
+        return {names[id(p)]: (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+
+    ours = where(build_optimizer(objective, cfg.optim))
+    theirs = where(build_optimizer(objective, cfg.replace(**{"optim.groups": "clip4clip"}).optim))
+    assert set(ours) == set(theirs) == set(names.values())  # every trainable parameter, once
+    scale, ln = "model.clip.logit_scale", next(n for n in names.values() if n.endswith("ln_final.weight"))
+    head = next(n for n in names.values() if n.startswith("model.temporal.") and n.endswith("weight")
+                and "ln" not in n)
+    assert ours[scale] == (1e-4, 0.0) and theirs[scale] == (1e-7, 0.2)  # CLIP4Clip: a clip.* parameter
+    assert ours[ln] == (1e-7, 0.0) and theirs[ln] == (1e-7, 0.2)  # its no_decay names miss CLIP's ln_*
+    bias = next(n for n in names.values() if n.startswith("model.clip.") and n.endswith("bias"))
+    assert ours[bias] == theirs[bias] == (1e-7, 0.0)
+    assert ours[head][0] == theirs[head][0] == 1e-4  # new modules at optim.lr in both

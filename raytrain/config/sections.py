@@ -203,6 +203,10 @@ class OptimSection:
     # W times smaller (logit scale apart), at grad_clip globally and then per tensor (its BertAdam's
     # max_grad_norm); the optimizer sees that gradient too (raytrain/train/clipping.py).
     grad_clip_mode: Literal["global", "clip4clip"] = "global"
+    # raytrain: towers at tower_lr, the rest (logit scale included) at lr, no weight decay on 1-d
+    # parameters; clip4clip: its prep_optimizer's groups, every clip.* parameter (logit scale included)
+    # at tower_lr, and weight decay on every parameter whose name has no 'bias' (LayerNorm gains too).
+    groups: Literal["raytrain", "clip4clip"] = "raytrain"
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,29 @@ import torch
 
 from raytrain.config import OptimSection
 
+# CLIP4Clip's prep_optimizer: no weight decay for a parameter whose name holds one of these
+CLIP4CLIP_NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
+
 
 def build_optimizer(model, cfg: OptimSection) -> torch.optim.Optimizer:
-    """AdamW with two groups (towers at ``tower_lr``, new modules at ``lr``); no decay on 1-d params."""
+    """AdamW with two groups (towers at ``tower_lr``, new modules at ``lr``), each split by weight decay:
+    none on 1-d params (``optim.groups=raytrain``), or CLIP4Clip's name rule and its logit scale among
+    the towers (``clip4clip``)."""
     towers, new = model.parameter_groups()
+    names = {id(p): n for n, p in model.named_parameters()}
+    if cfg.groups == "clip4clip":
+        scale = [p for p in new if names.get(id(p), "").endswith("logit_scale")]
+        towers, new = towers + scale, [p for p in new if all(p is not s for s in scale)]
+
+    def decays(p) -> bool:
+        if cfg.groups == "clip4clip":
+            return not any(nd in names.get(id(p), "") for nd in CLIP4CLIP_NO_DECAY)
+        return p.ndim >= 2
+
     groups = []
     for params, lr in ((towers, cfg.tower_lr), (new, cfg.lr)):
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
+        decay = [p for p in params if decays(p)]
+        no_decay = [p for p in params if not decays(p)]
         if decay:
             groups.append({"params": decay, "lr": lr, "weight_decay": cfg.weight_decay})
         if no_decay:

@@ -67,6 +67,14 @@ def test_indices_examples_and_segment_rules():
         clip4clip_frame_indices(100, 0.5, 12)
 
 
+def test_max_seconds_reads_didemos_first_31_seconds():
+    didemo = Clip4ClipSampling(max_frames=64, max_seconds=31)
+    assert didemo.indices(30 * 60, 30.0, None, None).tolist() == clip4clip_loop(30 * 60, 30.0, 64, 1, 0, 31)
+    assert len(didemo.indices(30 * 60, 30.0, None, None)) == 32  # seconds 0..31 of a 60 s video
+    assert didemo.indices(30 * 20, 30.0, None, None).tolist() == list(range(0, 600, 30))  # a 20 s video: all
+    assert len(Clip4ClipSampling(max_frames=64).indices(30 * 60, 30.0, None, None)) == 60
+
+
 def test_decoders_take_the_sampling_in_place_of_the_rng():
     sampling = Clip4ClipSampling(max_frames=12)
     picked = plan_frame_indices(300, 30.0, 12, train=True, rng=sampling)
@@ -167,5 +175,6 @@ def test_the_cache_key_includes_the_sampling_mode():
     key = {mode: frame_cache.cache_key(frame_cache.fingerprint(cfg(f"data.frame_sampling={mode}"), rows, "train",
                                                                8, True)) for mode in ("segments", "clip4clip")}
     assert key["segments"] != key["clip4clip"]
-    two_fps = frame_cache.fingerprint(cfg("data.sample_fps=2"), rows, "train", 8, True)
-    assert frame_cache.cache_key(two_fps) != key["clip4clip"]
+    for other in ("data.sample_fps=2", "data.max_seconds=31"):
+        changed = frame_cache.fingerprint(cfg(other), rows, "train", 8, True)
+        assert frame_cache.cache_key(changed) != key["clip4clip"], other

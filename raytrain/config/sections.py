@@ -62,6 +62,9 @@ class DataSection:
     # (raytrain/data/frame_sampling.py).
     frame_sampling: Literal["segments", "clip4clip"] = "segments"
     sample_fps: int = knob(1, at_least(1))  # frame_sampling=clip4clip: frames per second before the uniform pick
+    # frame_sampling=clip4clip: read seconds [0, max_seconds] of a clip at most (CLIP4Clip's DiDeMo
+    # loader reads [0, 31]: the annotated part); 0 = the whole clip or segment.
+    max_seconds: int = knob(0, at_least(0, "0 = no limit"))
 
 
 @dataclass(frozen=True)

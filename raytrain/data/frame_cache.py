@@ -66,7 +66,7 @@ def fingerprint(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: in
     return {"format": FORMAT_VERSION, "split": split, "train": train, "clips": len(rows),
             "rows_sha256": digest.hexdigest(), "num_frames": cfg.data.num_frames, "image_size": image_size,
             "samplings": num_samplings(cfg, train), "decoder": cfg.data.decoder,
-            "frame_sampling": [cfg.data.frame_sampling, cfg.data.sample_fps],
+            "frame_sampling": [cfg.data.frame_sampling, cfg.data.sample_fps, cfg.data.max_seconds],
             "seed": cfg.train.seed if train else None}
 
 

@@ -70,9 +70,13 @@ class Clip4ClipSampling:
 
     max_frames: int
     rate: int = 1
+    max_seconds: int = 0  # > 0: seconds [0, max_seconds] at most (CLIP4Clip's DiDeMo: 31)
 
     def indices(self, num_video_frames: int, fps: float | None, start_s: float | None,
                 end_s: float | None) -> np.ndarray:
+        if self.max_seconds > 0:
+            start_s = start_s or 0.0
+            end_s = self.max_seconds if end_s is None else min(end_s, self.max_seconds)
         return clip4clip_frame_indices(num_video_frames, fps, self.max_frames, self.rate, start_s, end_s)
 
 

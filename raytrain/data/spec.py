@@ -63,6 +63,7 @@ class DecodeSpec:
     masks: MaskSpec = field(default_factory=MaskSpec)
     frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
     sample_fps: int = 1
+    max_seconds: int = 0
 
     @classmethod
     def from_config(cls, cfg: Config, image_size: int, train: bool, mask_columns: Sequence[str] = (),
@@ -72,7 +73,8 @@ class DecodeSpec:
                    timeout_s=cfg.data.decode_timeout_s, cache_location=cache_location,
                    cache_samplings=frame_cache.num_samplings(cfg, train), seed=cfg.train.seed,
                    masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
-                   frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps)
+                   frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
+                   max_seconds=cfg.data.max_seconds)
 
     @property
     def skip_bad(self) -> bool:
@@ -84,7 +86,7 @@ class DecodeSpec:
 
     def sampling(self) -> Clip4ClipSampling | None:
         """What the decoders take in place of segment offsets (``None``: segments)."""
-        return Clip4ClipSampling(self.num_frames, self.sample_fps) if self.frame_mask else None
+        return Clip4ClipSampling(self.num_frames, self.sample_fps, self.max_seconds) if self.frame_mask else None
 
     @property
     def columns(self) -> tuple[Column, ...]:

@@ -53,11 +53,14 @@ def test_published_configs_carry_clip4clips_recipe(name):
     assert cfg.data.max_seconds == (31 if name == "didemo" else 0)
 
 
-def test_msrvtt_recipe_trains_clip4clips_step_count():
-    cfg = load_config(Path(__file__).parent.parent / "configs" / "clip4clip_msrvtt.yaml")
+@pytest.mark.parametrize("name", [n for n in PUBLISHED if n.startswith("clip4clip_msrvtt")])
+def test_msrvtt_recipe_trains_clip4clips_steps_and_tests_every_epoch(name):
+    cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     train = [ClipRow(f"video{i}", f"/v/{i}.mp4", ("c",) * 20, "train") for i in range(9000)]
-    assert plan_steps(num_epoch_items(train, cfg.data.epoch_unit), cfg.scaling.num_workers, cfg.train.batch_size,
-                      cfg.train.epochs) == (1406, 7030)
+    per_epoch, total = plan_steps(num_epoch_items(train, cfg.data.epoch_unit), cfg.scaling.num_workers,
+                                  cfg.train.batch_size, cfg.train.epochs)
+    assert (per_epoch, total) == (1406, 7030)  # CLIP4Clip's log: "Num steps = 7030", "Step: 50/1406"
+    assert cfg.eval.every == cfg.checkpoint.every == per_epoch and cfg.checkpoint.keep_best_by == "t2v_R1"
 
 
 def test_a_missing_checkpoint_is_an_error_naming_the_key(tmp_path):

@@ -150,3 +150,28 @@ def test_clip4clip_groups_put_the_logit_scale_with_the_towers_and_decay_by_name(
     bias = next(n for n in names.values() if n.startswith("model.clip.") and n.endswith("bias"))
     assert ours[bias] == theirs[bias] == (1e-7, 0.0)
     assert ours[head][0] == theirs[head][0] == 1e-4  # new modules at optim.lr in both
+
+
+def test_train_step_can_match_a_four_gpu_clip4clip_run_on_one_gpu():
+    from raytrain.train.step import train_step
+
+    class Objective(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+            self.logit_scale = nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, batch):
+            return (self.w * batch["x"]).sum() + self.logit_scale * 2.0, {}
+
+    seen = {}
+    for ranks in (0, 4):
+        model = Objective()
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        result = train_step(model, opt, sched, {"x": torch.tensor([0.1, 0.2, 0.3])}, amp=None, grad_clip=0.0,
+                            grad_clip_mode="clip4clip", clip_ranks=ranks)
+        seen[ranks] = (model.w.detach().clone(), float(model.logit_scale.detach()), float(result.grad_norm))
+    assert torch.allclose(seen[0][0], torch.tensor([0.9, 0.8, 0.7]))  # one rank: the gradient as it is
+    assert torch.allclose(seen[4][0], torch.tensor([0.975, 0.95, 0.925]))  # as one of 4 CLIP4Clip ranks: / 4
+    assert seen[0][1] == seen[4][1] == pytest.approx(-1.0)  # the logit scale's gradient is never divided

@@ -206,6 +206,9 @@ class OptimSection:
     # W times smaller (logit scale apart), at grad_clip globally and then per tensor (its BertAdam's
     # max_grad_norm); the optimizer sees that gradient too (raytrain/train/clipping.py).
     grad_clip_mode: Literal["global", "clip4clip"] = "global"
+    # grad_clip_mode=clip4clip: the number of GPUs of the CLIP4Clip run to match (its gradient is 1/W);
+    # 0 = scaling.num_workers. E.g. 4 on one GPU with batch 128 reproduces its 4-GPU README command.
+    clip4clip_ranks: int = knob(0, at_least(0, "0 = scaling.num_workers"))
     # raytrain: towers at tower_lr, the rest (logit scale included) at lr, no weight decay on 1-d
     # parameters; clip4clip: its prep_optimizer's groups, every clip.* parameter (logit scale included)
     # at tower_lr, and weight decay on every parameter whose name has no 'bias' (LayerNorm gains too).

@@ -80,7 +80,8 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
         logger.batch(cache_hit, wait_s)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         result = train_step(model, state.optimizer, state.scheduler, batch, amp=amp, grad_clip=cfg.optim.grad_clip,
-                            world_size=world, grad_clip_mode=cfg.optim.grad_clip_mode, after_optimizer_step=after_step,
+                            world_size=world, grad_clip_mode=cfg.optim.grad_clip_mode,
+                            clip_ranks=cfg.optim.clip4clip_ranks, after_optimizer_step=after_step,
                             poison_loss=injector.poisons_loss(state.step + 1),
                             flags=[_asks_stop(job, rank, state.step + 1, cfg.train.log_every)])
         if result.skipped:

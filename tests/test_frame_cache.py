@@ -49,9 +49,13 @@ def test_unreadable_and_unfinished_shards_are_skipped(tmp_path, capsys):
     assert "ignoring" not in capsys.readouterr().out
 
 
-def test_write_shard_rejects_mixed_shapes(tmp_path):
+def test_write_shard_keeps_each_clips_frame_count_and_rejects_mixed_image_sizes(tmp_path):
+    short = _frames(1, (2, 8, 8, 3))  # CLIP4Clip sampling: a short clip keeps its 2 real frames
+    write_shard(str(tmp_path), [(1, 0, _frames(1)), (2, 0, short)])
+    cache = FrameCache(str(tmp_path))
+    assert np.array_equal(cache.get(2, 0), short) and np.array_equal(cache.get(1, 0), _frames(1))
     with pytest.raises(ValueError, match="clip 2 sampling 0"):
-        write_shard(str(tmp_path), [(1, 0, _frames(1)), (2, 0, _frames(1, (2, 8, 8, 3)))])
+        write_shard(str(tmp_path), [(1, 0, _frames(1)), (2, 0, _frames(1, (3, 4, 8, 3)))])
 
 
 def _setup(tmp_path, **over):

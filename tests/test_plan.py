@@ -71,3 +71,61 @@ def test_cached_samplings_cycle_through_every_sampling():
     samp, clip = cached.column("sampling").to_numpy(), cached.column("clip").to_numpy()
     step = cached.column("step").to_numpy()
     assert all(samp[i] == epoch_samplings(1, step[i] // 5, 20, 3)[clip[i]] for i in range(len(samp)))
+
+
+def pair_rows(counts):
+    return [ClipRow(f"v{i}", f"/d/v{i}.mp4", tuple(f"cap {i} {j}" for j in range(n)), "train")
+            for i, n in enumerate(counts)]
+
+
+def test_caption_pair_epoch_visits_every_pair_once():
+    from raytrain.data.plan import epoch_items, num_epoch_items
+
+    clips = pair_rows([3, 1, 4, 2, 2])  # 12 pairs
+    assert num_epoch_items(clips, "caption_pair") == 12 and num_epoch_items(clips, "clip") == 5
+    clip_idx, cap_idx = epoch_items(clips, "caption_pair")
+    assert list(zip(clip_idx.tolist(), cap_idx.tolist())) == [(i, j) for i, n in enumerate([3, 1, 4, 2, 2])
+                                                                for j in range(n)]
+    plan = build_plan(clips, global_batch=4, seed=3, start_step=0, end_step=6, epoch_unit="caption_pair")
+    d = plan.to_pydict()
+    for epoch in (0, 1):  # 3 steps per epoch: every pair exactly once, in a new order
+        part = slice(epoch * 12, (epoch + 1) * 12)
+        pairs = list(zip(d["clip"][part], d["caption_index"][part]))
+        assert sorted(pairs) == sorted(zip(clip_idx.tolist(), cap_idx.tolist()))
+    assert d["clip"][:12] != d["clip"][12:]
+    for clip, j, caption, path in zip(d["clip"], d["caption_index"], d["caption"], d["path"]):
+        assert caption == f"cap {clip} {j}" and path == f"/d/v{clip}.mp4"  # the pair's caption, carried through
+    assert len(set(zip(d["clip"][:12], d["sample_seed"][:12]))) == 12  # each pair: its own frame offsets
+    # resume: the tail of the plan is the plan from that step
+    tail = build_plan(clips, 4, seed=3, start_step=4, end_step=6, epoch_unit="caption_pair")
+    assert tail.equals(plan.slice(4 * 4))
+    with pytest.raises(ValueError, match="epoch_unit"):
+        build_plan(clips, 4, 3, 0, 1, epoch_unit="video")
+
+
+def test_caption_pair_plan_keeps_the_clip_plan_unchanged_by_default():
+    clips = rows(10)
+    default = build_plan(clips, 4, seed=5, start_step=0, end_step=7)
+    assert default.equals(build_plan(clips, 4, seed=5, start_step=0, end_step=7, epoch_unit="clip"))
+    d = default.to_pydict()
+    assert all(c == f"cap {clip} {j}" for c, clip, j in zip(d["caption"], d["clip"], d["caption_index"]))
+
+
+def test_caption_pair_step_counts_msrvtt_9k():
+    from raytrain.data.plan import num_epoch_items
+
+    msrvtt = [ClipRow(f"video{i}", f"/d/{i}.mp4", tuple("c" for _ in range(20)), "train") for i in range(9000)]
+    pairs = num_epoch_items(msrvtt, "caption_pair")
+    assert pairs == 180_000
+    assert plan_steps(pairs, 4, 32, 5) == (1406, 7030)  # CLIP4Clip: batch 128 on 4 GPUs, 5 epochs
+    assert plan_steps(num_epoch_items(msrvtt, "clip"), 4, 32, 5) == (70, 350)  # one caption per clip: 20x fewer
+    assert plan_steps(pairs, 1, 128, 5) == (1406, 7030)  # the same global batch on one GPU
+
+
+def test_caption_pairs_with_frame_cache_rotate_samplings_per_pair():
+    clips = pair_rows([3] * 4)
+    plan = build_plan(clips, 4, seed=1, start_step=0, end_step=3, samplings=3, epoch_unit="caption_pair").to_pydict()
+    by_clip = {}
+    for clip, s in zip(plan["clip"], plan["sampling"]):
+        by_clip.setdefault(clip, set()).add(s)
+    assert all(s == {0, 1, 2} for s in by_clip.values())  # one epoch: a clip's 3 pairs use its 3 samplings

@@ -52,6 +52,19 @@ class DataSection:
     cache: Literal["none", "frames"] = "none"
     cache_samplings: int = knob(4, at_least(1))  # temporal samplings cached per train clip; epochs cycle through them
     cache_dir: str = ""  # "" = <run>/frame_cache; a shared path/URI lets runs (sweep trials) share it
+    # What one epoch visits: clip = every clip once with one caption drawn per epoch; caption_pair = every
+    # (clip, caption) pair once (CLIP4Clip's --expand_msrvtt_sentences, and its MSVD loader), so an
+    # epoch of MSR-VTT 9k is 180k pairs, not 9k clips (raytrain/data/plan.py).
+    epoch_unit: Literal["clip", "caption_pair"] = "clip"
+    # segments: num_frames equal segments, one frame each (random in training, centres in evaluation);
+    # clip4clip: frames at sample_fps (CLIP4Clip's cv2 reader), then num_frames of them uniformly
+    # (its slice_framepos=2), fewer for short clips, zero-padded, with a frame_mask batch column
+    # (raytrain/data/frame_sampling.py).
+    frame_sampling: Literal["segments", "clip4clip"] = "segments"
+    sample_fps: int = knob(1, at_least(1))  # frame_sampling=clip4clip: frames per second before the uniform pick
+    # frame_sampling=clip4clip: read seconds [0, max_seconds] of a clip at most (CLIP4Clip's DiDeMo
+    # loader reads [0, 31]: the annotated part); 0 = the whole clip or segment.
+    max_seconds: int = knob(0, at_least(0, "0 = no limit"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,9 @@ class ModelSection:
     # which must have the embedding width and >= temporal_layers blocks), random = from scratch,
     # auto = text where the text tower allows it, else random.
     temporal_init: Literal["auto", "text", "random"] = "auto"
+    # forward: the scale is clamped at ln(max_logit_scale) inside the forward (no gradient past it);
+    # after_step: CLIP4Clip's clamp of the parameter in place after each optimizer step.
+    logit_scale_clamp: Literal["forward", "after_step"] = "forward"
 
 
 @dataclass(frozen=True)
@@ -185,6 +201,22 @@ class OptimSection:
     eps: float = knob(1e-6, above(0))
     warmup_fraction: float = knob(0.1, within(0, 1, closed="low"))
     grad_clip: float = knob(1.0, at_least(0, "0 disables clipping"))  # max global gradient norm
+    # cosine: linear warmup, then a cosine re-based to start at the end of warmup; clip4clip_cosine:
+    # CLIP4Clip's BertAdam warmup_cosine, 0.5 (1 + cos(pi * step / total)) after warmup, where the
+    # progress counts every step (the LR at the end of warmup is already below the peak).
+    schedule: Literal["cosine", "clip4clip_cosine"] = "cosine"
+    # global: clip the gradient of the global-batch loss (what DDP gives raytrain) at grad_clip;
+    # clip4clip: clip what CLIP4Clip clips, the DDP average of each rank's gradient of the gathered loss,
+    # W times smaller (logit scale apart), at grad_clip globally and then per tensor (its BertAdam's
+    # max_grad_norm); the optimizer sees that gradient too (raytrain/train/clipping.py).
+    grad_clip_mode: Literal["global", "clip4clip"] = "global"
+    # grad_clip_mode=clip4clip: the number of GPUs of the CLIP4Clip run to match (its gradient is 1/W);
+    # 0 = scaling.num_workers. E.g. 4 on one GPU with batch 128 reproduces its 4-GPU README command.
+    clip4clip_ranks: int = knob(0, at_least(0, "0 = scaling.num_workers"))
+    # raytrain: towers at tower_lr, the rest (logit scale included) at lr, no weight decay on 1-d
+    # parameters; clip4clip: its prep_optimizer's groups, every clip.* parameter (logit scale included)
+    # at tower_lr, and weight decay on every parameter whose name has no 'bias' (LayerNorm gains too).
+    groups: Literal["raytrain", "clip4clip"] = "raytrain"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ CACHE_HIT = Column("cache_hit", np.bool_, torch.bool)  # (B,): the clip's frames
 MASK_HIGH = Column("mask_high", np.bool_, torch.bool)  # (B, T, N): MASCOT's random "high-informed" ablation
 MASK_LOW = Column("mask_low", np.bool_, torch.bool)  # (B, T, N): ... and its "low-informed" one
 MASK_TUBE = Column("mask_tube", np.bool_, torch.bool)  # (B, N): MILES's tube, shared by every frame
+# (B, T): data.frame_sampling=clip4clip, 1 = a real frame, 0 = zero padding after a short clip's frames
+FRAME_MASK = Column("frame_mask", np.uint8, torch.uint8)
 
 _MASKS = {c.name: c for c in (MASK_HIGH, MASK_LOW, MASK_TUBE)}
 MASK_COLUMNS = tuple(_MASKS)  # the masks the decode actors can build
@@ -47,16 +49,18 @@ def check_mask_columns(mask_columns: Sequence[str]) -> tuple[str, ...]:
 
 
 def train_columns(mask_columns: Sequence[str] = (), skip_bad: bool = False,
-                  cache: bool = False) -> tuple[Column, ...]:
-    """A train batch: frames, tokens, the method's masks, ``bad_clip`` under ``data.on_bad_video=skip``
-    and ``cache_hit`` with the frame cache on."""
+                  cache: bool = False, frame_mask: bool = False) -> tuple[Column, ...]:
+    """A train batch: frames, tokens, the method's masks, ``bad_clip`` under ``data.on_bad_video=skip``,
+    ``cache_hit`` with the frame cache on and ``frame_mask`` with ``data.frame_sampling=clip4clip``."""
     columns = [FRAMES, TOKENS, *(_MASKS[name] for name in check_mask_columns(mask_columns))]
-    return (*columns, *([BAD_CLIP] if skip_bad else []), *([CACHE_HIT] if cache else []))
+    return (*columns, *([BAD_CLIP] if skip_bad else []), *([CACHE_HIT] if cache else []),
+            *([FRAME_MASK] if frame_mask else []))
 
 
-def eval_columns(skip_bad: bool = False) -> tuple[Column, ...]:
-    """An eval batch: frames, the video index and, under ``data.on_bad_video=skip``, ``bad_video``."""
-    return (FRAMES, VIDEO_INDEX, *([BAD_VIDEO] if skip_bad else []))
+def eval_columns(skip_bad: bool = False, frame_mask: bool = False) -> tuple[Column, ...]:
+    """An eval batch: frames, the video index, ``bad_video`` under ``data.on_bad_video=skip`` and
+    ``frame_mask`` with ``data.frame_sampling=clip4clip``."""
+    return (FRAMES, VIDEO_INDEX, *([BAD_VIDEO] if skip_bad else []), *([FRAME_MASK] if frame_mask else []))
 
 
 def dtypes(columns: Sequence[Column]) -> dict[str, torch.dtype]:
@@ -64,11 +68,12 @@ def dtypes(columns: Sequence[Column]) -> dict[str, torch.dtype]:
 
 
 def train_batch_dtypes(cfg: Config, mask_columns: Sequence[str] = ()) -> dict[str, torch.dtype]:
-    return dtypes(train_columns(mask_columns, cfg.data.on_bad_video == "skip", cfg.data.cache == "frames"))
+    return dtypes(train_columns(mask_columns, cfg.data.on_bad_video == "skip", cfg.data.cache == "frames",
+                                cfg.data.frame_sampling == "clip4clip"))
 
 
 def eval_batch_dtypes(cfg: Config) -> dict[str, torch.dtype]:
-    return dtypes(eval_columns(cfg.data.on_bad_video == "skip"))
+    return dtypes(eval_columns(cfg.data.on_bad_video == "skip", cfg.data.frame_sampling == "clip4clip"))
 
 
 def assemble(columns: Sequence[Column], values: Mapping[str, object]) -> dict[str, np.ndarray]:

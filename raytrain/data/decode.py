@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raytrain.data.frame_sampling import Clip4ClipSampling
+
 __all__ = [
     "DECODERS",
     "DecordDecoder",
@@ -120,9 +122,24 @@ def plan_frame_indices(num_video_frames: int, fps: float | None, num_frames: int
                        rng: np.random.Generator | None = None, start_s: float | None = None,
                        end_s: float | None = None, path: str = "<video>",
                        decoder: str = "decoder") -> np.ndarray:
-    """The frame indices a decoder reads: the segment's frame range, then :func:`sample_frame_indices`."""
+    """The frame indices a decoder reads: the segment's frame range, then :func:`sample_frame_indices`;
+    or, when ``rng`` is a ``Clip4ClipSampling`` (``data.frame_sampling=clip4clip``), CLIP4Clip's frames."""
+    if isinstance(rng, Clip4ClipSampling):
+        return _clip4clip_indices(rng, num_video_frames, fps, start_s, end_s, path, decoder)
     first, last = segment_frame_range(num_video_frames, fps, start_s, end_s, path, decoder)
     return sample_frame_indices(num_video_frames, num_frames, train, rng, first=first, last=last)
+
+
+def _clip4clip_indices(sampling: Clip4ClipSampling, num_video_frames: int, fps: float | None,
+                       start_s: float | None, end_s: float | None, path: str, decoder: str) -> np.ndarray:
+    try:
+        indices = sampling.indices(num_video_frames, fps, start_s, end_s)
+    except ValueError as exc:
+        raise VideoDecodeError(path, decoder, str(exc)) from None
+    if len(indices) == 0:
+        raise VideoDecodeError(path, decoder, f"segment [{start_s}, {end_s}] s holds no frame at "
+                                              f"{sampling.rate} fps ({num_video_frames} frames at {fps} fps)")
+    return indices
 
 
 # --------------------------------------------------------------------------------------------------

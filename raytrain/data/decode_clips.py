@@ -12,6 +12,7 @@ import numpy as np
 from raytrain.data.batch import assemble
 from raytrain.data.clip_masks import clip_masks
 from raytrain.data.decode import VideoDecodeError, VideoDecoder, make_decoder
+from raytrain.data.frame_sampling import pad_frames
 from raytrain.data.read_through import ReadThroughCache
 from raytrain.data.reader import ClipReader
 from raytrain.data.spec import DecodeSpec
@@ -34,7 +35,7 @@ class DecodeClips:
     def __init__(self, spec: DecodeSpec, substitutes: Sequence[dict] = (), decoder: VideoDecoder | None = None):
         self.spec = spec
         self.reader = ClipReader(decoder or make_decoder(spec.decoder), spec.num_frames, spec.image_size,
-                                 spec.train, spec.timeout_s)
+                                 spec.train, spec.timeout_s, spec.sampling())
         self.cache = None if spec.cache_location is None else ReadThroughCache(
             self.reader, spec.cache_location, spec.cache_samplings, spec.seed)
         self.substitutes = Substitutes(self.reader, substitutes)
@@ -42,7 +43,7 @@ class DecodeClips:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         train = self.spec.train
-        clips, captions, hits, bad_clip, bad_video = [], [], [], [], []
+        clips, masks, captions, hits, bad_clip, bad_video = [], [], [], [], [], []
         for i, path in enumerate(batch["path"]):
             path = str(path)
             seed = int(batch["sample_seed"][i]) if train else 0
@@ -59,14 +60,17 @@ class DecodeClips:
                 self.reader.mark_bad(path)
                 frames, caption = self._stand_in(path, seed)
                 hit, replaced = False, True
+            frames, mask = pad_frames(frames, self.spec.num_frames)  # clip4clip: a short clip's n < T frames
             clips.append(frames)
+            masks.append(mask)
             captions.append(caption)
             hits.append(hit)
             bad_video.append(replaced)
             bad_clip.append((int(batch["clip"][i]) if "clip" in batch else 0) if replaced else -1)
         if self.cache is not None:  # every sampling of the clips decoded in this batch, as one shard
             self.cache.flush()
-        values = {"frames": np.stack(clips), "cache_hit": hits, "bad_clip": bad_clip, "bad_video": bad_video}
+        values = {"frames": np.stack(clips), "frame_mask": np.stack(masks), "cache_hit": hits, "bad_clip": bad_clip,
+                  "bad_video": bad_video}
         if train:
             values["tokens"] = self.tokenize(captions)
             values.update(clip_masks(batch["sample_seed"], self.spec.num_frames, self.spec.masks))

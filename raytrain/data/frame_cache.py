@@ -34,7 +34,7 @@ from raytrain.config import Config
 from raytrain.data.manifest import ClipRow
 from raytrain.storage import filesystem, is_uri, join, run_location
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a shape per item (CLIP4Clip sampling keeps a short clip's real frames only)
 SHARD_SUFFIX = ".arrow"
 _SCHEMA = pa.schema([("clip", pa.int64()), ("sampling", pa.int32()), ("frames", pa.binary())])
 
@@ -45,8 +45,9 @@ def cache_root(cfg: Config) -> str:
 
 
 def num_samplings(cfg: Config, train: bool) -> int:
-    """Train clips keep ``data.cache_samplings`` temporal samplings; eval clips their one (centres)."""
-    return cfg.data.cache_samplings if train else 1
+    """Train clips keep ``data.cache_samplings`` temporal samplings; eval clips their one (centres), and
+    so does every clip under ``data.frame_sampling=clip4clip`` (the same frames every epoch)."""
+    return cfg.data.cache_samplings if train and cfg.data.frame_sampling == "segments" else 1
 
 
 def _file_state(path: str) -> list:
@@ -65,6 +66,7 @@ def fingerprint(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: in
     return {"format": FORMAT_VERSION, "split": split, "train": train, "clips": len(rows),
             "rows_sha256": digest.hexdigest(), "num_frames": cfg.data.num_frames, "image_size": image_size,
             "samplings": num_samplings(cfg, train), "decoder": cfg.data.decoder,
+            "frame_sampling": [cfg.data.frame_sampling, cfg.data.sample_fps, cfg.data.max_seconds],
             "seed": cfg.train.seed if train else None}
 
 
@@ -122,17 +124,17 @@ def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]]) -> 
     upload only when it completes."""
     if not items:
         raise ValueError("write_shard needs at least one item")
-    shape = list(items[0][2].shape)
+    shapes = [list(frames.shape) for _, _, frames in items]  # (n, S, S, 3): n may differ between clips
     pairs = [[int(c), int(k)] for c, k, _ in items]
-    schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shape": json.dumps(shape)})
+    schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shapes": json.dumps(shapes)})
     name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
     fs, path = filesystem(location)
     final = f"{path}/{name}"
     target = final if is_uri(location) else f"{path}/.{name}.tmp"
     with fs.open_output_stream(target) as sink, pa.ipc.new_file(sink, schema) as writer:
         for clip, k, frames in items:
-            if list(frames.shape) != shape or frames.dtype != np.uint8:
-                raise ValueError(f"frame cache items must share one uint8 shape {shape}; "
+            if frames.ndim != 4 or list(frames.shape[1:]) != shapes[0][1:] or frames.dtype != np.uint8:
+                raise ValueError(f"frame cache items must be uint8 (n, {', '.join(map(str, shapes[0][1:]))}); "
                                  f"clip {clip} sampling {k} has {frames.dtype} {list(frames.shape)}")
             writer.write_batch(pa.record_batch(
                 [pa.array([clip], pa.int64()), pa.array([k], pa.int32()),
@@ -152,7 +154,7 @@ class FrameCache:
         self.refresh_s = refresh_s
         self._fs, self._path = filesystem(location)
         self._index: dict[tuple[int, int], tuple[str, int]] = {}
-        self._readers: dict[str, tuple[pa.ipc.RecordBatchFileReader, list[int]]] = {}
+        self._readers: dict[str, tuple[pa.ipc.RecordBatchFileReader, list[list[int]]]] = {}
         self._refreshed = float("-inf")
         self.hits = 0
         self.misses = 0
@@ -179,13 +181,13 @@ class FrameCache:
                 reader = self._open(info.path)
                 meta = reader.schema.metadata or {}
                 pairs = json.loads(meta[b"pairs"])
-                shape = json.loads(meta[b"shape"])
+                shapes = json.loads(meta[b"shapes"])
             except (OSError, KeyError, ValueError, pa.ArrowInvalid) as exc:
                 print(f"[raytrain] frame cache: ignoring unreadable shard {join(self.location, name)} "
                       f"({type(exc).__name__}: {exc})", flush=True)
                 self._readers[name] = (None, [])  # do not try it again
                 continue
-            self._readers[name] = (reader, shape)
+            self._readers[name] = (reader, shapes)
             for i, (clip, k) in enumerate(pairs):
                 self._index.setdefault((int(clip), int(k)), (name, i))
 
@@ -207,11 +209,11 @@ class FrameCache:
         if found is None:
             self.misses += 1
             return None
-        reader, shape = self._readers[found[0]]
+        reader, shapes = self._readers[found[0]]
         batch = reader.get_batch(found[1])
         data = batch.column(2)[0].as_buffer()
         self.hits += 1
-        return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+        return np.frombuffer(data, dtype=np.uint8).reshape(shapes[found[1]]).copy()
 
     def add(self, items: Sequence[tuple[int, int, np.ndarray]]) -> None:
         """Write items as a new shard and index it (this cache sees its own writes at once)."""

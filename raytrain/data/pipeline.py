@@ -58,7 +58,7 @@ def prepare_cache(cfg: Config, rows: list[ClipRow], image_size: int, train: bool
 
 
 def _plan_samplings(cfg: Config) -> int:
-    return cfg.data.cache_samplings if cfg.data.cache == "frames" else 0
+    return frame_cache.num_samplings(cfg, train=True) if cfg.data.cache == "frames" else 0
 
 
 def _blocks(num_rows: int, rows_per_block: int) -> int:
@@ -87,7 +87,8 @@ def train_dataset(cfg: Config, rows: list[ClipRow], image_size: int, start_step:
                   mask_columns: Sequence[str] = ()):
     """One pass over the epoch plan for steps ``[start_step, end_step)``."""
     global_batch = cfg.train.batch_size * cfg.scaling.num_workers
-    plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
+    plan = build_plan(rows, global_batch, cfg.train.seed, start_step, end_step, _plan_samplings(cfg),
+                      cfg.data.epoch_unit)
     ds = _table_dataset(plan, cfg.data.decode_batch_size)
     return _decode(ds, cfg, image_size, train=True, rows=rows,
                    cache_location=prepare_cache(cfg, rows, image_size, train=True), mask_columns=mask_columns)
@@ -104,7 +105,8 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
     pure function of the plan (no dynamic split), so a restarted run sees exactly the same batches."""
     per_rank = cfg.train.batch_size
     world = cfg.scaling.num_workers
-    plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step, _plan_samplings(cfg))
+    plan = build_plan(rows, per_rank * world, cfg.train.seed, start_step, end_step, _plan_samplings(cfg),
+                      cfg.data.epoch_unit)
     cache_location = prepare_cache(cfg, rows, image_size, train=True)
     position = np.arange(plan.num_rows) % (per_rank * world)
     out = {}

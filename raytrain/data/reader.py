@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from raytrain.data.decode import VideoDecodeError, VideoDecoder, decode_samplings
+from raytrain.data.frame_sampling import Clip4ClipSampling
 
 
 def _seconds(value) -> float | None:
@@ -23,8 +24,9 @@ class ClipReader:
     and the next file gets a fresh one."""
 
     def __init__(self, decoder: VideoDecoder, num_frames: int, image_size: int, train: bool,
-                 timeout_s: float = 0.0):
+                 timeout_s: float = 0.0, sampling: Clip4ClipSampling | None = None):
         self.decoder = decoder
+        self.sampling = sampling  # CLIP4Clip's frames instead of segments: (K, n <= T, S, S, 3), unpadded
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
@@ -43,6 +45,8 @@ class ClipReader:
         """``(len(rngs), T, S, S, 3)``: one sampling per generator (``[None]`` for eval's centres)."""
         if path in self.known_bad:
             raise VideoDecodeError(path, self.name, "failed earlier in this run")
+        if self.sampling is not None:  # deterministic: every sampling is the same frames
+            rngs = [self.sampling] * len(rngs)
         kwargs = {"num_frames": self.num_frames, "size": self.image_size, "train": self.train, "rngs": rngs,
                   "start_s": _seconds(start_s), "end_s": _seconds(end_s)}
         if not self.timeout_s:

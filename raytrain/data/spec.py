@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from raytrain.config import Config
 from raytrain.data import frame_cache
 from raytrain.data.batch import Column, check_mask_columns, eval_columns, train_columns
+from raytrain.data.frame_sampling import Clip4ClipSampling
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class DecodeSpec:
     cache_samplings: int = 1
     seed: int = 0
     masks: MaskSpec = field(default_factory=MaskSpec)
+    frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
+    sample_fps: int = 1
+    max_seconds: int = 0
 
     @classmethod
     def from_config(cls, cfg: Config, image_size: int, train: bool, mask_columns: Sequence[str] = (),
@@ -68,15 +72,25 @@ class DecodeSpec:
                    arch=cfg.model.arch, max_words=cfg.data.max_words, on_bad_video=cfg.data.on_bad_video,
                    timeout_s=cfg.data.decode_timeout_s, cache_location=cache_location,
                    cache_samplings=frame_cache.num_samplings(cfg, train), seed=cfg.train.seed,
-                   masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec())
+                   masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
+                   frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
+                   max_seconds=cfg.data.max_seconds)
 
     @property
     def skip_bad(self) -> bool:
         return self.on_bad_video == "skip"
 
     @property
+    def frame_mask(self) -> bool:
+        return self.frame_sampling == "clip4clip"
+
+    def sampling(self) -> Clip4ClipSampling | None:
+        """What the decoders take in place of segment offsets (``None``: segments)."""
+        return Clip4ClipSampling(self.num_frames, self.sample_fps, self.max_seconds) if self.frame_mask else None
+
+    @property
     def columns(self) -> tuple[Column, ...]:
         """The batch columns this job emits (the schema of ``raytrain.data.batch``)."""
         if self.train:
-            return train_columns(self.masks.columns, self.skip_bad, self.cache_location is not None)
-        return eval_columns(self.skip_bad)
+            return train_columns(self.masks.columns, self.skip_bad, self.cache_location is not None, self.frame_mask)
+        return eval_columns(self.skip_bad, self.frame_mask)

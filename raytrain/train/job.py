@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class TrainJob:
     config: dict[str, Any]  # Config.to_dict() with absolute local paths; each worker checks it again
-    num_train_clips: int
+    num_train_clips: int  # clips, or (clip, caption) pairs with data.epoch_unit=caption_pair: the plan's items
     plan_start_step: int  # the first step of the data plan (the driver's view of the latest checkpoint)
     eval_texts: list[str] = field(default_factory=list)
     eval_text_to_video: list[int] = field(default_factory=list)  # the clip each eval caption belongs to

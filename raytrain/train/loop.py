@@ -26,6 +26,7 @@ from raytrain.train.checkpoint import Checkpointer, gather_from_ranks
 from raytrain.train.evaluator import Evaluator
 from raytrain.train.faults import FaultInjector, local_run_dir, on_non_finite
 from raytrain.train.job import TrainJob
+from raytrain.train.logit_scale import after_step_hook, use_logit_scale_clamp
 from raytrain.train.metric_logger import MetricLogger
 from raytrain.train.resume import TrainState, load_resume_state, restore_rng
 from raytrain.train.schedule import build_optimizer, build_scheduler
@@ -61,6 +62,7 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
     checkpointer = Checkpointer(cfg, state, rank, world, end_step, run_dir, job.train_paths, injector)
     evaluator = Evaluator(cfg, job, device, rank)
     amp, stopped = autocast_dtype(cfg, device), False
+    after_step = after_step_hook(state.module, cfg.model)  # the method's hook (+ CLIP4Clip's scale clamp)
 
     def checkpoint_metrics() -> dict[str, Any]:
         metrics = logger.take_loss()
@@ -78,7 +80,8 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
         logger.batch(cache_hit, wait_s)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         result = train_step(model, state.optimizer, state.scheduler, batch, amp=amp, grad_clip=cfg.optim.grad_clip,
-                            world_size=world, after_optimizer_step=state.module.after_optimizer_step,
+                            world_size=world, grad_clip_mode=cfg.optim.grad_clip_mode,
+                            clip_ranks=cfg.optim.clip4clip_ranks, after_optimizer_step=after_step,
                             poison_loss=injector.poisons_loss(state.step + 1),
                             flags=[_asks_stop(job, rank, state.step + 1, cfg.train.log_every)])
         if result.skipped:
@@ -118,6 +121,7 @@ def build_state(cfg: Config, total_steps: int) -> tuple[TrainState, torch.nn.Mod
 
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     module = build_objective(cfg)  # dual encoder + the method's modules; unwrapped, for saving
+    use_logit_scale_clamp(module, cfg.model)  # model.logit_scale_clamp: in the forward or after the step
     model = ray.train.torch.prepare_model(module)
     if cfg.train.compile != "none":  # after DDP: its optimizer splits the graph at gradient buckets
         model = torch.compile(model, mode=None if cfg.train.compile == "default" else cfg.train.compile)

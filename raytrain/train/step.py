@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from raytrain.config import Config
+from raytrain.train.clipping import clip_gradients
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -47,12 +48,15 @@ class StepResult:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict,
-               *, amp: torch.dtype | None, grad_clip: float, world_size: int = 1,
+               *, amp: torch.dtype | None, grad_clip: float, world_size: int = 1, grad_clip_mode: str = "global",
+               clip_ranks: int = 0,
                after_optimizer_step: Callable[[], None] = lambda: None, poison_loss: bool = False,
                flags: Sequence[bool] = ()) -> StepResult:
     """One step on ``batch`` (already on the model's device). ``grad_clip`` 0 means no clipping (the
-    norm is still computed for the finite check); ``poison_loss`` (fault injection) makes this step's
-    loss NaN; ``flags`` ride on the finite check's all-reduce and come back agreed in ``flags``."""
+    norm is still computed for the finite check); ``grad_clip_mode``: whose semantics (``clipping.py``),
+    ``clip_ranks`` the world size it assumes (0: ``world_size``);
+    ``poison_loss`` (fault injection) makes this step's loss NaN; ``flags`` ride on the finite check's
+    all-reduce and come back agreed in ``flags``."""
     t0 = time.perf_counter()
     device_type = next(iter(batch.values())).device.type if batch else "cpu"
     with torch.autocast(device_type=device_type, dtype=amp, enabled=amp is not None):
@@ -61,7 +65,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
         loss = loss * float("nan")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # every rank, even for a NaN: DDP's gradient all-reduce must stay matched
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    grad_norm = clip_gradients(model, grad_clip, grad_clip_mode, clip_ranks or world_size)  # optim.grad_clip_mode
     finite = bool(torch.isfinite(loss.detach()).all() and torch.isfinite(grad_norm))
     non_finite, *agreed = any_rank([not finite, *flags], world_size)
     value = None

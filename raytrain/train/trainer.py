@@ -12,12 +12,13 @@ from raytrain.config import Config
 from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_datasets
 from raytrain.data.plan import end_step as planned_end_step
-from raytrain.data.plan import plan_steps
+from raytrain.data.plan import num_epoch_items, plan_steps
 from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.job import TrainJob
 from raytrain.train.loop import train_loop_per_worker
+from raytrain.train.recipe import recipe_line
 from raytrain.train.state import latest_checkpoint_step
 
 
@@ -62,8 +63,8 @@ def validate_inputs(cfg: Config) -> TrainInputs:
         raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{cfg.model.pretrained}' not found")
     train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
     eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.needs_eval else []
-    plan_steps(len(train_rows), cfg.scaling.num_workers, cfg.train.batch_size, cfg.train.epochs,
-               cfg.train.max_steps)  # raises for a split smaller than one global batch
+    plan_steps(num_epoch_items(train_rows, cfg.data.epoch_unit), cfg.scaling.num_workers, cfg.train.batch_size,
+               cfg.train.epochs, cfg.train.max_steps)  # raises for a split smaller than one global batch
     return TrainInputs(cfg, image_size, train_rows, eval_rows)
 
 
@@ -79,15 +80,17 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
     check_shared_storage(inputs.cfg)  # multi-node: run.storage_path must be seen by every node
     cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
-    _, total_steps = plan_steps(len(train_rows), cfg.scaling.num_workers, cfg.train.batch_size,
-                                cfg.train.epochs, cfg.train.max_steps)
+    items = num_epoch_items(train_rows, cfg.data.epoch_unit)
+    per_epoch, total_steps = plan_steps(items, cfg.scaling.num_workers, cfg.train.batch_size,
+                                        cfg.train.epochs, cfg.train.max_steps)
+    print(f"[raytrain] {recipe_line(cfg, items, per_epoch, total_steps)}", flush=True)
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
     datasets = train_datasets(cfg, train_rows, image_size, start_step, end_step, data_columns(cfg))
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
-    job = TrainJob(cfg.to_dict(), num_train_clips=len(train_rows), plan_start_step=start_step,
+    job = TrainJob(cfg.to_dict(), num_train_clips=items, plan_start_step=start_step,
                    eval_texts=texts, eval_text_to_video=owner.tolist(), num_eval_clips=len(eval_rows),
                    train_paths=[r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
                    eval_paths=[r.path for r in eval_rows] if cfg.data.on_bad_video == "skip" else [],

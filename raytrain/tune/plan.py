@@ -90,17 +90,19 @@ def total_steps(cfg: Config) -> int:
     """The optimizer steps a trial with this config plans (ASHA's ``max_t``; fewer = stopped early)."""
     from raytrain.data.plan import end_step, plan_steps
 
-    _, total = plan_steps(_train_clip_count(cfg.data.manifest, cfg.data.train_split), cfg.scaling.num_workers,
+    _, total = plan_steps(_train_item_count(cfg.data.manifest, cfg.data.train_split, cfg.data.epoch_unit),
+                          cfg.scaling.num_workers,
                           cfg.train.batch_size, cfg.train.epochs, cfg.train.max_steps)
     return end_step(total, cfg.train.stop_at_step)
 
 
 @functools.lru_cache(maxsize=8)
-def _train_clip_count(manifest: str, split: str) -> int:
-    """Clips in a split, read once per sweep (every trial row needs its planned steps)."""
+def _train_item_count(manifest: str, split: str, epoch_unit: str) -> int:
+    """Clips (or caption pairs) in a split, read once per sweep (every trial row needs its planned steps)."""
     from raytrain.data.manifest import load_manifest
+    from raytrain.data.plan import num_epoch_items
 
-    return len(load_manifest(manifest, split=split))
+    return num_epoch_items(load_manifest(manifest, split=split), epoch_unit)
 
 
 def corner_params(space: SearchSpace) -> list[dict[str, Any]]:

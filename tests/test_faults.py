@@ -198,7 +198,7 @@ def test_a_frame_cache_that_cannot_be_written_does_not_stop_decoding(tmp_path, m
     assert not written["cache_hit"].any() and len(list(tmp_path.glob("shard-*.arrow"))) == 1
     assert udf(batch)["cache_hit"].all()  # read back
 
-    def disk_full(location, items):
+    def disk_full(location, items, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(frame_cache, "write_shard", disk_full)

@@ -136,3 +136,116 @@ def test_an_unlistable_cache_folder_is_a_miss_not_an_error(tmp_path, capsys):
     assert cache.get(0, 0) is None and cache.get(1, 0) is None
     out = capsys.readouterr().out
     assert out.count("cannot list") == 1 and "decoding instead" in out
+
+
+def _natural(clip: int, shape=(3, 16, 16, 3)) -> np.ndarray:
+    """Frames with noise on a gradient: what an image codec would call texture (compresses a little)."""
+    rng = np.random.default_rng(clip)
+    ramp = np.linspace(0, 200, shape[2], dtype=np.float32)[None, None, :, None]
+    return np.clip(ramp + rng.normal(0, 20, shape), 0, 255).astype(np.uint8)
+
+
+def test_a_hit_is_a_read_only_view_of_the_shard_and_get_a_private_copy(tmp_path):
+    write_shard(str(tmp_path), [(3, 0, _frames(5)), (3, 1, _frames(6))])
+    cache = FrameCache(str(tmp_path))
+    view = cache.view(3, 1)
+    assert np.array_equal(view, _frames(6)) and not view.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        view[0] = 0
+    copy = cache.get(3, 1)
+    copy[:] = 0
+    assert np.array_equal(cache.view(3, 1), _frames(6)) and cache.hits == 3
+    assert cache.view(4, 0) is None and cache.misses == 1
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_shards_read_back_the_same_frames_beside_uncompressed_ones(tmp_path, compression):
+    items = [(c, 0, _natural(c)) for c in range(4)]
+    flat = [(c, 0, _frames(c, (3, 16, 16, 3))) for c in range(4, 8)]  # very compressible
+    for folder in ("plain", "mixed", "packed"):
+        (tmp_path / folder).mkdir()
+    write_shard(str(tmp_path / "plain"), items + flat)
+    write_shard(str(tmp_path / "mixed"), items)  # one folder, two compressions: each shard says its own
+    write_shard(str(tmp_path / "mixed"), flat, compression=compression)
+    write_shard(str(tmp_path / "packed"), items + flat, compression=compression)
+    size = {d: sum(f.stat().st_size for f in (tmp_path / d).glob("shard-*.arrow")) for d in ("plain", "packed")}
+    assert size["packed"] < size["plain"]
+    for folder in ("mixed", "packed"):
+        cache = FrameCache(str(tmp_path / folder))
+        for clip, k, want in items + flat:
+            assert np.array_equal(cache.view(clip, k), want), (folder, clip)
+    shard = next((tmp_path / "packed").glob("shard-*.arrow"))
+    assert pa_ipc_metadata(shard)[b"compression"] == compression.encode()
+    with pytest.raises(ValueError, match="compression must be one of"):
+        write_shard(str(tmp_path), items, compression="gzip")
+
+
+def pa_ipc_metadata(path):
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).schema.metadata
+
+
+def test_the_cache_keys_take_compression_and_budget_and_check_them(tmp_path):
+    from raytrain.config import ConfigError
+    from raytrain.data.spec import DecodeSpec
+
+    cfg, rows = _setup(tmp_path, **{"data.cache_compression": "zstd", "data.cache_budget_gb": 1.5})
+    spec = DecodeSpec.from_config(cfg, 224, True, cache_location="x")
+    assert spec.cache_compression == "zstd" and spec.cache_budget_bytes == 1_500_000_000
+    # Compression is not in the key: a folder keeps its shards when the setting changes (mixed reads).
+    plain = apply_overrides(cfg, ["data.cache_compression=none", "data.cache_budget_gb=0"])
+    assert (frame_cache.cache_key(fingerprint(cfg, rows, "train", 224, True))
+            == frame_cache.cache_key(fingerprint(plain, rows, "train", 224, True)))
+    with pytest.raises(ConfigError, match="cache_compression"):
+        apply_overrides(cfg, ["data.cache_compression=gzip"])
+    with pytest.raises(ConfigError, match="cache_budget_gb"):
+        apply_overrides(cfg, ["data.cache_budget_gb=-1"])
+
+
+class _Reader:
+    """A ClipReader stand-in: counts the samplings it decodes; frames are the clip's path length + k."""
+
+    train = True
+    name = "fake"
+
+    def __init__(self):
+        self.decoded = 0
+
+    def read(self, path, start_s, end_s, rngs):
+        self.decoded += len(rngs)
+        return np.stack([np.full((2, 8, 8, 3), len(path) + int(r.integers(50)), np.uint8) for r in rngs])
+
+
+def test_a_budget_stops_writing_with_one_clear_line_and_the_rest_is_decoded(tmp_path, capsys):
+    from raytrain.data.read_through import ReadThroughCache
+
+    cfg, rows = _setup(tmp_path)
+    loc = prepare(cfg, rows, "train", 8, True)  # meta.json: the split has 3 clips
+    shard = len(frame_cache.encode_shard([(0, k, np.zeros((2, 8, 8, 3), np.uint8)) for k in range(2)]))
+    budget = int(shard * 1.5)  # room for one shard of one clip's 2 samplings, not two
+    reader = _Reader()
+    cache = ReadThroughCache(reader, loc, samplings=2, seed=0, compression="none", budget_bytes=budget)
+    a, hit = cache.read("a.mp4", None, None, clip=0, sampling=1)
+    cache.flush()
+    assert not hit and reader.decoded == 2 and cache.writing
+    b, _ = cache.read("bb.mp4", None, None, clip=1, sampling=0)
+    cache.flush()  # would exceed the budget: not written
+    out = capsys.readouterr().out
+    assert out.count("frame cache budget") == 1 and "reached at 1 clips (of 3)" in out
+    assert "clips not cached are decoded every epoch" in out and not cache.writing
+    assert len(list((tmp_path / loc).glob("shard-*.arrow"))) == 1
+    assert sum(f.stat().st_size for f in (tmp_path / loc).glob("shard-*.arrow")) <= budget
+    # Past the budget a miss decodes only the sampling asked for, the same frames it would have cached.
+    before = reader.decoded
+    again, hit = cache.read("bb.mp4", None, None, clip=1, sampling=0)
+    assert not hit and reader.decoded == before + 1 and np.array_equal(again, b)
+    cache.flush()
+    assert "budget" not in capsys.readouterr().out  # said once per actor
+    got, hit = cache.read("a.mp4", None, None, clip=0, sampling=1)
+    assert hit and np.array_equal(got, a)  # what was cached is still read
+    # Another actor sees the folder as it is now (a fresh listing before each write), not its old view.
+    other = FrameCache(loc)
+    other.refresh()
+    write_shard(loc, [(2, 0, _frames(1, (2, 8, 8, 3)))])  # a third actor's write since that listing
+    assert not other.add([(1, 0, b)], budget_bytes=budget)

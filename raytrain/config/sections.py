@@ -52,6 +52,13 @@ class DataSection:
     cache: Literal["none", "frames"] = "none"
     cache_samplings: int = knob(4, at_least(1))  # temporal samplings cached per train clip; epochs cycle through them
     cache_dir: str = ""  # "" = <run>/frame_cache; a shared path/URI lets runs (sweep trials) share it
+    # Arrow IPC buffer compression of new shards (lz4: fast; zstd: smaller). Each shard says its own, so
+    # changing it keeps the shards already written (not part of the cache key; docs/speed.md).
+    cache_compression: Literal["none", "lz4", "zstd"] = "none"
+    # Size budget of each split's cache folder in GB (1e9 bytes); 0 = unlimited. When a new shard would
+    # exceed it, no more shards are written (said once per decode actor, with the figures) and the clips
+    # not cached are decoded every epoch. Concurrent actors may overshoot by about one shard each.
+    cache_budget_gb: float = knob(0.0, at_least(0, "0 = unlimited"))
     # What one epoch visits: clip = every clip once with one caption drawn per epoch; caption_pair = every
     # (clip, caption) pair once (CLIP4Clip's --expand_msrvtt_sentences, and its MSVD loader), so an
     # epoch of MSR-VTT 9k is 180k pairs, not 9k clips (raytrain/data/plan.py).

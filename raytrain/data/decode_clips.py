@@ -37,7 +37,8 @@ class DecodeClips:
         self.reader = ClipReader(decoder or make_decoder(spec.decoder), spec.num_frames, spec.image_size,
                                  spec.train, spec.timeout_s, spec.sampling())
         self.cache = None if spec.cache_location is None else ReadThroughCache(
-            self.reader, spec.cache_location, spec.cache_samplings, spec.seed)
+            self.reader, spec.cache_location, spec.cache_samplings, spec.seed, spec.cache_compression,
+            spec.cache_budget_bytes)
         self.substitutes = Substitutes(self.reader, substitutes)
         self.tokenize = CaptionTokenizer(spec.arch, spec.max_words) if spec.train else None
 

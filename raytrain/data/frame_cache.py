@@ -118,47 +118,92 @@ def sampling_rngs(seed: int, clip: int, samplings: int) -> list[np.random.Genera
     return [np.random.default_rng([seed, clip, k, 0xF4A3]) for k in range(samplings)]
 
 
-def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]]) -> str:
-    """Write ``(clip, sampling, frames)`` items as one shard; returns its name. A reader never sees a
-    partial shard: local shards are written under a hidden name and renamed, object stores publish an
-    upload only when it completes."""
+COMPRESSIONS = ("none", "lz4", "zstd")  # data.cache_compression: Arrow IPC buffer compression
+
+
+def encode_shard(items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none") -> pa.Buffer:
+    """``(clip, sampling, frames)`` items as the bytes of one Arrow IPC file: one record batch per item,
+    the (clip, sampling) pairs, the shapes and the compression in the schema metadata. Compressed
+    buffers (lz4 frame or zstd) are flagged in each record batch's own header, so a reader decompresses
+    what needs it and a folder can mix shards written with different ``data.cache_compression``."""
     if not items:
-        raise ValueError("write_shard needs at least one item")
+        raise ValueError("a frame cache shard needs at least one item")
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"frame cache compression must be one of {list(COMPRESSIONS)} (got {compression!r})")
     shapes = [list(frames.shape) for _, _, frames in items]  # (n, S, S, 3): n may differ between clips
     pairs = [[int(c), int(k)] for c, k, _ in items]
-    schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shapes": json.dumps(shapes)})
-    name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
-    fs, path = filesystem(location)
-    final = f"{path}/{name}"
-    target = final if is_uri(location) else f"{path}/.{name}.tmp"
-    with fs.open_output_stream(target) as sink, pa.ipc.new_file(sink, schema) as writer:
+    schema = _SCHEMA.with_metadata({"pairs": json.dumps(pairs), "shapes": json.dumps(shapes),
+                                    "compression": compression})
+    options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, schema, options=options) as writer:
         for clip, k, frames in items:
             if frames.ndim != 4 or list(frames.shape[1:]) != shapes[0][1:] or frames.dtype != np.uint8:
                 raise ValueError(f"frame cache items must be uint8 (n, {', '.join(map(str, shapes[0][1:]))}); "
                                  f"clip {clip} sampling {k} has {frames.dtype} {list(frames.shape)}")
+            data = pa.py_buffer(np.ascontiguousarray(frames))  # no copy: the binary value is the array's bytes
+            offsets = pa.py_buffer(np.array([0, data.size], np.int32))
             writer.write_batch(pa.record_batch(
                 [pa.array([clip], pa.int64()), pa.array([k], pa.int32()),
-                 pa.array([np.ascontiguousarray(frames).tobytes()], pa.binary())], schema=schema))
+                 pa.Array.from_buffers(pa.binary(), 1, [None, offsets, data])], schema=schema))
+    return sink.getvalue()
+
+
+def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none",
+                max_bytes: int | None = None) -> str | None:
+    """Write ``(clip, sampling, frames)`` items as one shard; returns its name, or None (nothing
+    written) when the shard would take more than ``max_bytes``. A reader never sees a partial shard:
+    local shards are written under a hidden name and renamed, object stores publish an upload only
+    when it completes."""
+    data = encode_shard(items, compression)
+    if max_bytes is not None and data.size > max_bytes:
+        return None
+    name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
+    fs, path = filesystem(location)
+    final = f"{path}/{name}"
+    target = final if is_uri(location) else f"{path}/.{name}.tmp"
+    with fs.open_output_stream(target) as sink:
+        sink.write(data)
     if target != final:
         fs.move(target, final)
     return name
 
 
 class FrameCache:
-    """Reads (and, through :func:`write_shard`, fills) one cache folder. The index of which shard holds
-    which (clip, sampling) is refreshed from the folder listing on a miss, at most every
-    ``refresh_s`` seconds, so shards written by other actors are found without a listing per read."""
+    """Reads (and, through :func:`write_shard`, fills) one cache folder. Each shard is opened once per
+    cache (a memory map of a local file, kept open), and the index maps (clip, sampling) straight to
+    its reader, record batch and shape, so a hit is one footer lookup and no copy (:meth:`view`). The
+    index is refreshed from the folder listing on a miss, at most every ``refresh_s`` seconds, so
+    shards written by other actors are found without a listing per read."""
 
     def __init__(self, location: str, refresh_s: float = 2.0):
         self.location = location
         self.refresh_s = refresh_s
         self._fs, self._path = filesystem(location)
-        self._index: dict[tuple[int, int], tuple[str, int]] = {}
-        self._readers: dict[str, tuple[pa.ipc.RecordBatchFileReader, list[list[int]]]] = {}
+        self._index: dict[tuple[int, int], tuple[pa.ipc.RecordBatchFileReader, int, tuple[int, ...]]] = {}
+        self._shards: dict[str, int] = {}  # shard name -> its size in bytes (-1: unreadable, not tried again)
         self._refreshed = float("-inf")
         self.hits = 0
         self.misses = 0
         self.list_error = False  # the last listing failed (said once until one succeeds)
+
+    @property
+    def bytes(self) -> int:
+        """The size of the readable shards found at the last listing (plus this cache's own writes)."""
+        return sum(size for size in self._shards.values() if size > 0)
+
+    @property
+    def clips(self) -> int:
+        """Distinct clips with at least one cached sampling."""
+        return len({clip for clip, _ in self._index})
+
+    def total_clips(self) -> int | None:
+        """The split's clip count from the folder's ``meta.json`` (None when there is none)."""
+        try:
+            with self._fs.open_input_stream(f"{self._path}/meta.json") as f:
+                return int(json.loads(f.read())["clips"])
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
 
     def refresh(self) -> None:
         import pyarrow.fs
@@ -175,7 +220,7 @@ class FrameCache:
         self.list_error = False
         for info in infos:
             name = info.base_name
-            if not name.endswith(SHARD_SUFFIX) or name.startswith(".") or name in self._readers:
+            if not name.endswith(SHARD_SUFFIX) or name.startswith(".") or name in self._shards:
                 continue
             try:
                 reader = self._open(info.path)
@@ -185,11 +230,11 @@ class FrameCache:
             except (OSError, KeyError, ValueError, pa.ArrowInvalid) as exc:
                 print(f"[raytrain] frame cache: ignoring unreadable shard {join(self.location, name)} "
                       f"({type(exc).__name__}: {exc})", flush=True)
-                self._readers[name] = (None, [])  # do not try it again
+                self._shards[name] = -1  # do not try it again
                 continue
-            self._readers[name] = (reader, shapes)
+            self._shards[name] = int(info.size or 0)
             for i, (clip, k) in enumerate(pairs):
-                self._index.setdefault((int(clip), int(k)), (name, i))
+                self._index.setdefault((int(clip), int(k)), (reader, i, tuple(shapes[i])))
 
     def _open(self, path: str) -> pa.ipc.RecordBatchFileReader:
         if is_uri(self.location):
@@ -200,8 +245,10 @@ class FrameCache:
         """(clip, sampling) entries indexed so far (call :meth:`refresh` first for the folder's count)."""
         return len(self._index)
 
-    def get(self, clip: int, sampling: int) -> np.ndarray | None:
-        """The cached frames of ``(clip, sampling)`` (a fresh array), or None when not cached."""
+    def view(self, clip: int, sampling: int) -> np.ndarray | None:
+        """The cached frames of ``(clip, sampling)``, ``(n, S, S, 3)`` uint8, read-only and without a
+        copy (the memory-mapped shard's bytes; a compressed shard's decompressed buffer), or None when
+        not cached. Copy what must outlive the cache or be written to."""
         key = (int(clip), int(sampling))
         if key not in self._index and time.monotonic() - self._refreshed >= self.refresh_s:
             self.refresh()
@@ -209,14 +256,29 @@ class FrameCache:
         if found is None:
             self.misses += 1
             return None
-        reader, shapes = self._readers[found[0]]
-        batch = reader.get_batch(found[1])
-        data = batch.column(2)[0].as_buffer()
+        reader, i, shape = found
+        frames = np.frombuffer(reader.get_batch(i).column(2)[0].as_buffer(), np.uint8).reshape(shape)
+        frames.flags.writeable = False
         self.hits += 1
-        return np.frombuffer(data, dtype=np.uint8).reshape(shapes[found[1]]).copy()
+        return frames
 
-    def add(self, items: Sequence[tuple[int, int, np.ndarray]]) -> None:
-        """Write items as a new shard and index it (this cache sees its own writes at once)."""
-        if items:
-            write_shard(self.location, items)
-            self.refresh()
+    def get(self, clip: int, sampling: int) -> np.ndarray | None:
+        """The cached frames of ``(clip, sampling)`` (a fresh, writable array), or None when not cached."""
+        frames = self.view(clip, sampling)
+        return None if frames is None else frames.copy()
+
+    def add(self, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none",
+            budget_bytes: int = 0) -> bool:
+        """Write items as a new shard and index it (this cache sees its own writes at once); False, and
+        nothing written, when the folder (at a fresh listing) plus the shard would exceed
+        ``budget_bytes`` (0 = no budget)."""
+        if not items:
+            return True
+        room = None
+        if budget_bytes:
+            self.refresh()  # what every actor has written so far, not what this one saw 2 s ago
+            room = budget_bytes - self.bytes
+        if write_shard(self.location, items, compression, max_bytes=room) is None:
+            return False
+        self.refresh()
+        return True

@@ -13,16 +13,27 @@ from raytrain.data.reader import ClipReader
 class ReadThroughCache:
     """``reader``'s clips through the cache folder ``location``; a train clip keeps ``samplings``
     temporal samplings whose frame offsets derive from ``seed`` (``frame_cache.sampling_rngs``), an
-    eval clip its centres."""
+    eval clip its centres. Shards are written with ``compression`` (``data.cache_compression``) while
+    the folder stays within ``budget_bytes`` (``data.cache_budget_gb``; 0 = no budget): the first
+    shard that would exceed it is not written, and from then on this actor writes nothing and decodes
+    only the sampling it is asked for (the clips not cached are decoded every epoch)."""
 
-    def __init__(self, reader: ClipReader, location: str, samplings: int = 1, seed: int = 0):
+    def __init__(self, reader: ClipReader, location: str, samplings: int = 1, seed: int = 0,
+                 compression: str = "none", budget_bytes: int = 0):
         self.reader = reader
         self.location = location
         self.samplings = samplings
         self.seed = seed
+        self.compression = compression
+        self.budget_bytes = int(budget_bytes)
         self.write_error: str | None = None
+        self.budget_reached = False
         self._cache: frame_cache.FrameCache | None = None  # opened on the first read
         self._pending: list[tuple[int, int, np.ndarray]] = []
+
+    @property
+    def writing(self) -> bool:
+        return self.write_error is None and not self.budget_reached
 
     def _open(self) -> frame_cache.FrameCache:
         if self._cache is None:
@@ -30,29 +41,45 @@ class ReadThroughCache:
         return self._cache
 
     def read(self, path: str, start_s, end_s, clip: int, sampling: int) -> tuple[np.ndarray, bool]:
-        """``(frames, hit)`` of one clip sampling."""
+        """``(frames, hit)`` of one clip sampling. A hit is a read-only view of the cached bytes (the
+        batch that stacks it makes the one copy); a miss a fresh array."""
         cache = self._open()
         for clip_, k, frames in self._pending:  # decoded earlier in this same batch (a clip met twice)
             if clip_ == clip and k == sampling:
                 return frames.copy(), False
-        frames = cache.get(clip, sampling)
+        frames = cache.view(clip, sampling)
         if frames is not None:
             return frames, True
-        rngs = frame_cache.sampling_rngs(self.seed, clip, self.samplings) if self.reader.train else [None]
+        if not self.reader.train:
+            rngs = [None]
+        else:
+            rngs = frame_cache.sampling_rngs(self.seed, clip, self.samplings)
+            if not self.writing:  # nothing will be written: decode the one sampling asked for, same frames
+                return self.reader.read(path, start_s, end_s, rngs[sampling:sampling + 1])[0], False
         decoded = self.reader.read(path, start_s, end_s, rngs)
-        self._pending.extend((clip, k, decoded[k]) for k in range(len(rngs)))
+        if self.writing:
+            self._pending.extend((clip, k, decoded[k]) for k in range(len(rngs)))
         return decoded[sampling].copy(), False
 
     def flush(self) -> None:
         """Write the queued samplings as one shard. A cache that cannot be written (disk full, no
         permission) must not stop training: the frames are decoded already. Say so once, and stop
-        writing; reads go on."""
+        writing; reads go on. The same when the budget is reached."""
         items, self._pending = self._pending, []
-        if not items or self.write_error is not None:
+        if not items or not self.writing:
             return
+        cache = self._open()
         try:
-            self._open().add(items)
+            written = cache.add(items, self.compression, self.budget_bytes)
         except Exception as exc:  # noqa: BLE001 - OSError, ArrowException, a storage client's own errors
             self.write_error = f"{type(exc).__name__}: {exc}"
             print(f"[raytrain] frame cache {self.location}: cannot write ({self.write_error}); "
                   f"this decode actor goes on decoding without writing", flush=True)
+            return
+        if not written:
+            self.budget_reached = True
+            total = cache.total_clips()
+            print(f"[raytrain] frame cache budget {self.budget_bytes / 1e9:.1f} GB "
+                  f"(data.cache_budget_gb) reached at {cache.clips} clips (of {total or '?'}), "
+                  f"{cache.bytes / 1e9:.2f} GB in {self.location}; this decode actor writes no more "
+                  f"shards, and the clips not cached are decoded every epoch", flush=True)

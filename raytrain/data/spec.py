@@ -59,6 +59,8 @@ class DecodeSpec:
     timeout_s: float = 0.0
     cache_location: str | None = None
     cache_samplings: int = 1
+    cache_compression: str = "none"
+    cache_budget_bytes: int = 0  # 0 = unlimited
     seed: int = 0
     masks: MaskSpec = field(default_factory=MaskSpec)
     frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
@@ -72,6 +74,8 @@ class DecodeSpec:
                    arch=cfg.model.arch, max_words=cfg.data.max_words, on_bad_video=cfg.data.on_bad_video,
                    timeout_s=cfg.data.decode_timeout_s, cache_location=cache_location,
                    cache_samplings=frame_cache.num_samplings(cfg, train), seed=cfg.train.seed,
+                   cache_compression=cfg.data.cache_compression,
+                   cache_budget_bytes=round(cfg.data.cache_budget_gb * 1e9),
                    masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
                    frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
                    max_seconds=cfg.data.max_seconds)

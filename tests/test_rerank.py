@@ -174,3 +174,125 @@ def test_qb_norm_without_a_bank_for_a_direction_is_named():
     with pytest.raises(ValueError, match="at least one bank row"):
         sharded_scores(lambda a, b: texts[a:b] @ videos.T, lambda a, b: videos[a:b] @ texts.T, len(videos), owner,
                        rerank=RerankParams("qb_norm"), banks={"t2v": bank, "v2t": bank})
+
+
+# ---- config keys and the evaluation plumbing (no Ray) ----
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("eval.rerank=dsm", "eval.rerank"), ("eval.v2t_protocol=c4c", "eval.v2t_protocol"),
+    ("eval.dsl_temperature=0", "eval.dsl_temperature"),
+    ("eval.inverted_softmax_temperature=-1", "eval.inverted_softmax_temperature"),
+    ("eval.qb_norm_beta=0", "eval.qb_norm_beta"), ("eval.qb_norm_k=0", "eval.qb_norm_k"),
+    ("eval.qb_norm_bank_size=0", "eval.qb_norm_bank_size"),
+    ("eval.qb_norm_video_bank_size=0", "eval.qb_norm_video_bank_size"),
+    ("eval.qb_norm_bank=5", "eval.qb_norm_bank"),
+])
+def test_bad_rerank_keys_are_config_errors_naming_the_key(override, key):
+    from raytrain.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(None, [override])
+
+
+def test_rerank_params_and_bank_rows_follow_the_config():
+    from raytrain.config import load_config
+    from raytrain.data.manifest import ClipRow
+    from raytrain.eval.run import bank_rows, rerank_params
+
+    cfg = load_config(None, ["eval.rerank=qb_norm", "eval.qb_norm_beta=7", "eval.qb_norm_k=2",
+                             "eval.qb_norm_bank_size=5", "eval.qb_norm_video_bank_size=2"])
+    assert rerank_params(cfg.eval) == RerankParams("qb_norm", 0.01, 0.05, 7.0, 2)
+    rows = [ClipRow(f"v{i}", f"v{i}.mp4", tuple(f"caption {i}.{j}" for j in range(3)), "train") for i in range(4)]
+    texts, clips = bank_rows(cfg.eval, rows)
+    assert len(texts) == 5 == len(set(texts)) and len(clips) == 2 and len({c.path for c in clips}) == 2
+    assert bank_rows(cfg.eval, rows) == (texts, clips)  # seeded: the same bank every evaluation
+    everything = load_config(None, ["eval.qb_norm_bank_size=100", "eval.qb_norm_video_bank_size=100"]).eval
+    assert bank_rows(everything, rows) == ([c for r in rows for c in r.captions], rows)  # all if fewer
+    with pytest.raises(ValueError, match="train split has no clips"):
+        bank_rows(cfg.eval, [])
+
+
+class _DualEncoder(torch.nn.Module):
+    """Frames (B, 1, 1, 1, 3) and tokens (B, 3) hold the embedding itself."""
+
+    def encode_video(self, frames):
+        return torch.nn.functional.normalize(frames.float().reshape(len(frames), 3), dim=1)
+
+    def encode_text(self, tokens):
+        return torch.nn.functional.normalize(tokens.float(), dim=1)
+
+
+class _OwnSimilarity(_DualEncoder):
+    """The same scores through a method's own similarity (the DMAE path of evaluate_model)."""
+
+    def video_features(self, frames):
+        return {"v": self.encode_video(frames)}
+
+    def text_features(self, tokens):
+        return {"t": self.encode_text(tokens)}
+
+    def similarity(self, texts, videos):
+        return texts["t"] @ videos["v"].T
+
+
+def test_evaluate_model_embeds_the_bank_and_scores_like_the_sharded_function():
+    from raytrain.eval.retrieval import evaluate_model
+
+    rng = np.random.default_rng(5)
+    owner = np.array([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    video = rng.normal(size=(5, 3))
+    text = video[owner] + 0.7 * rng.normal(size=(len(owner), 3))
+    bank_t, bank_v = rng.normal(size=(6, 3)), rng.normal(size=(4, 3))
+    table = {f"t{i}": row for i, row in enumerate(np.concatenate([text, bank_t]))}
+
+    def tokenize(names):
+        return torch.tensor(np.stack([table[n] for n in names]))
+
+    def batches(emb):
+        frames = torch.tensor(emb).reshape(len(emb), 1, 1, 1, 3)
+        return [{"frames": frames[i:i + 2], "video_index": torch.arange(i, min(i + 2, len(emb)))}
+                for i in range(0, len(emb), 2)]
+
+    names = [f"t{i}" for i in range(len(owner))]
+    bank_names = [f"t{len(owner) + i}" for i in range(len(bank_t))]
+    params = RerankParams("qb_norm", qb_norm_beta=10.0)
+    norm = torch.nn.functional.normalize
+    expected = sharded_both_directions(norm(torch.tensor(text), dim=1), norm(torch.tensor(video), dim=1), owner,
+                                       v2t_protocol="clip4clip", rerank=params,
+                                       bank_text_emb=norm(torch.tensor(bank_t), dim=1),
+                                       bank_video_emb=norm(torch.tensor(bank_v), dim=1))
+    for model in (_DualEncoder(), _OwnSimilarity()):
+        got = evaluate_model(model, batches(video), names, owner, 5, tokenize, "cpu", text_batch_size=4, sim_block=2,
+                             v2t_protocol="clip4clip", rerank=params, bank_texts=bank_names,
+                             bank_batches=batches(bank_v), num_bank_videos=4)
+        assert got["qb_norm_bank_texts"] == 6 and got["qb_norm_bank_videos"] == 4
+        assert {k: got[k] for k in expected} == pytest.approx(expected)
+    with pytest.raises(ValueError, match="needs bank_texts and bank_batches"):
+        evaluate_model(_DualEncoder(), batches(video), names, owner, 5, tokenize, "cpu", rerank=params)
+
+
+def test_shipped_configs_name_their_v2t_protocol():
+    # docs/reranking.md: the configs of published CLIP4Clip rows score v2t as CLIP4Clip does; the
+    # SynthVTT configs keep raytrain's protocol (the figures in the README and docs stay comparable).
+    from pathlib import Path
+
+    from raytrain.config import load_config
+
+    configs = Path(__file__).parent.parent / "configs"
+    published = ["clip4clip_msrvtt", "clip4clip_msrvtt_seqtransf", "clip4clip_msrvtt_b16",
+                 "clip4clip_msrvtt_b16_seqtransf", "msvd", "lsmdc", "didemo", "activitynet"]
+    for name in published:
+        assert load_config(configs / f"{name}.yaml").eval.v2t_protocol == "clip4clip", name
+    for name in ("demo", "ablation", "sweep_mascot"):
+        cfg = load_config(configs / f"{name}.yaml")
+        assert cfg.eval.v2t_protocol == "raytrain" and cfg.eval.rerank == "none", name
+
+
+def test_raytrain_eval_names_its_metrics_file_after_protocol_and_method():
+    from raytrain.cli import metrics_file_name
+    from raytrain.config import load_config
+
+    assert metrics_file_name(load_config()) == "metrics.json"  # the default: the file training writes
+    dsl = load_config(None, ["eval.rerank=dsl", "eval.v2t_protocol=clip4clip"])
+    assert metrics_file_name(dsl) == "metrics-v2t_clip4clip-rerank_dsl.json"
+    assert metrics_file_name(load_config(None, ["eval.v2t_protocol=clip4clip"])) == "metrics-v2t_clip4clip-rerank_none.json"

@@ -50,10 +50,19 @@ def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) 
     ensure_ray(cfg)
     metrics = evaluate_on_driver(cfg, model, rows)
     metrics["step"] = int(state["step"])
-    out_path = Path(out) if out else ckpt / "metrics.json"
+    out_path = Path(out) if out else ckpt / metrics_file_name(cfg)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return {"metrics": metrics, "path": str(out_path), "checkpoint": str(ckpt)}
+    return {"metrics": metrics, "path": str(out_path), "checkpoint": str(ckpt), "protocol": cfg.eval.v2t_protocol,
+            "rerank": cfg.eval.rerank}
+
+
+def metrics_file_name(cfg) -> str:
+    """``metrics.json`` for the default protocol, else a name per protocol and re-ranking, so that
+    evaluating a checkpoint with ``eval.rerank=dsl`` does not overwrite its plain metrics."""
+    if cfg.eval.v2t_protocol == "raytrain" and cfg.eval.rerank == "none":
+        return "metrics.json"
+    return f"metrics-v2t_{cfg.eval.v2t_protocol}-rerank_{cfg.eval.rerank}.json"
 
 
 def evaluate_on_driver(cfg, model, rows) -> dict:
@@ -67,15 +76,31 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     texts, owner = eval_texts(rows)
-    return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, model_image_size(cfg.model.arch)), texts,
-                    owner, len(rows), device, video_names=[r.path for r in rows])
+    image_size = model_image_size(cfg.model.arch)
+    return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, image_size), texts, owner, len(rows), device,
+                    video_names=[r.path for r in rows], bank=_query_bank(cfg, image_size))
+
+
+def _query_bank(cfg, image_size: int):
+    """``eval.rerank=qb_norm``: the query banks (train captions, train clips decoded by Ray Data)."""
+    if cfg.eval.rerank != "qb_norm":
+        return None
+    from raytrain.data.manifest import load_manifest
+    from raytrain.data.pipeline import bank_dataset
+    from raytrain.eval.run import QueryBank, bank_rows
+
+    texts, clips = bank_rows(cfg.eval, load_manifest(cfg.data.manifest, split=cfg.data.train_split))
+    print(f"[raytrain] eval: QB-Norm query banks of {len(texts)} train captions and {len(clips)} train clips "
+          f"(split '{cfg.data.train_split}')", flush=True)
+    return QueryBank(texts, bank_dataset(cfg, clips, image_size), len(clips))
 
 
 def _cmd_eval(args) -> None:
     from raytrain.report import metrics_table
 
     res = evaluate_checkpoint(args.checkpoint, args.overrides, args.out)
-    print(f"checkpoint: {res['checkpoint']} (step {res['metrics']['step']})")
+    print(f"checkpoint: {res['checkpoint']} (step {res['metrics']['step']}); eval.v2t_protocol={res['protocol']}, "
+          f"eval.rerank={res['rerank']}")
     print(metrics_table({"checkpoint": res["metrics"]}))
     print(f"wrote {res['path']}")
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from raytrain.config import ConfigError, load_config
-from raytrain.data.annotations import READERS  # plain-Python readers: cheap at start-up
+from raytrain.data.annotations import DATASETS  # plain-Python readers: cheap at start-up
 from raytrain.data.manifest import ManifestError
 
 
@@ -166,7 +166,7 @@ def _cmd_prepare(args) -> None:
     from raytrain.data.annotations import prepare
 
     prepare(args.dataset, args.annotations, args.videos, args.out, split_protocol=args.split_protocol,
-            allow_missing=args.allow_missing)
+            allow_missing=args.allow_missing, test_fraction=args.test_fraction)
 
 
 def _cmd_demo(args) -> None:
@@ -228,13 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("prepare", help="write a manifest from a benchmark's annotation files and videos")
-    p.add_argument("--dataset", required=True, choices=tuple(READERS))
-    p.add_argument("--annotations", required=True, help="folder with the benchmark's annotation files")
-    p.add_argument("--videos", required=True, help="folder with the video files (searched recursively)")
+    p = sub.add_parser(
+        "prepare", help="write a manifest from a benchmark's annotation files, or your own csv/jsonl, and videos",
+        description="Write the Parquet manifest. Benchmarks: --annotations is the folder of its annotation files "
+                    "(docs/benchmarks.md). Your own data (--dataset csv|jsonl): --annotations is one file with the "
+                    "fields video (a path relative to --videos), caption (one per row; rows of one clip add "
+                    "captions) or, in JSONL, captions (a list), and the optional id, split, start, end (seconds). "
+                    "A clip without a split goes to 'test' when the first 8 bytes of sha256(clip id), as a fraction "
+                    "of 2**64, are below --test-fraction, else to 'train' (docs/benchmarks.md, 'Your own data').")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--annotations", required=True,
+                   help="benchmarks: the folder with its annotation files; csv/jsonl: the annotation file")
+    p.add_argument("--videos", required=True, help="folder with the video files (benchmarks: searched recursively)")
     p.add_argument("--out", required=True, help="manifest path, e.g. data/msrvtt/manifest.parquet")
     p.add_argument("--split-protocol", default=None,
                    help="msrvtt: 9k (default), 7k or full; the others have one protocol (docs/benchmarks.md)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="csv/jsonl: the share of clips without a split that go to 'test', by the hash of the "
+                        "clip id (default 0.2; 0 = all train)")
     p.add_argument("--allow-missing", action="store_true",
                    help="drop clips whose video file is missing (the count goes into the manifest metadata)")
     p.set_defaults(func=_cmd_prepare)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from raytrain.config import ConfigError, load_config
-from raytrain.data.annotations import READERS  # plain-Python readers: cheap at start-up
+from raytrain.data.annotations import DATASETS  # plain-Python readers: cheap at start-up
 from raytrain.data.manifest import ManifestError
 
 
@@ -50,10 +50,19 @@ def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) 
     ensure_ray(cfg)
     metrics = evaluate_on_driver(cfg, model, rows)
     metrics["step"] = int(state["step"])
-    out_path = Path(out) if out else ckpt / "metrics.json"
+    out_path = Path(out) if out else ckpt / metrics_file_name(cfg)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return {"metrics": metrics, "path": str(out_path), "checkpoint": str(ckpt)}
+    return {"metrics": metrics, "path": str(out_path), "checkpoint": str(ckpt), "protocol": cfg.eval.v2t_protocol,
+            "rerank": cfg.eval.rerank}
+
+
+def metrics_file_name(cfg) -> str:
+    """``metrics.json`` for the default protocol, else a name per protocol and re-ranking, so that
+    evaluating a checkpoint with ``eval.rerank=dsl`` does not overwrite its plain metrics."""
+    if cfg.eval.v2t_protocol == "raytrain" and cfg.eval.rerank == "none":
+        return "metrics.json"
+    return f"metrics-v2t_{cfg.eval.v2t_protocol}-rerank_{cfg.eval.rerank}.json"
 
 
 def evaluate_on_driver(cfg, model, rows) -> dict:
@@ -67,15 +76,31 @@ def evaluate_on_driver(cfg, model, rows) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     texts, owner = eval_texts(rows)
-    return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, model_image_size(cfg.model.arch)), texts,
-                    owner, len(rows), device, video_names=[r.path for r in rows])
+    image_size = model_image_size(cfg.model.arch)
+    return evaluate(cfg, model.to(device), eval_dataset(cfg, rows, image_size), texts, owner, len(rows), device,
+                    video_names=[r.path for r in rows], bank=_query_bank(cfg, image_size))
+
+
+def _query_bank(cfg, image_size: int):
+    """``eval.rerank=qb_norm``: the query banks (train captions, train clips decoded by Ray Data)."""
+    if cfg.eval.rerank != "qb_norm":
+        return None
+    from raytrain.data.manifest import load_manifest
+    from raytrain.data.pipeline import bank_dataset
+    from raytrain.eval.run import QueryBank, bank_rows
+
+    texts, clips = bank_rows(cfg.eval, load_manifest(cfg.data.manifest, split=cfg.data.train_split))
+    print(f"[raytrain] eval: QB-Norm query banks of {len(texts)} train captions and {len(clips)} train clips "
+          f"(split '{cfg.data.train_split}')", flush=True)
+    return QueryBank(texts, bank_dataset(cfg, clips, image_size), len(clips))
 
 
 def _cmd_eval(args) -> None:
     from raytrain.report import metrics_table
 
     res = evaluate_checkpoint(args.checkpoint, args.overrides, args.out)
-    print(f"checkpoint: {res['checkpoint']} (step {res['metrics']['step']})")
+    print(f"checkpoint: {res['checkpoint']} (step {res['metrics']['step']}); eval.v2t_protocol={res['protocol']}, "
+          f"eval.rerank={res['rerank']}")
     print(metrics_table({"checkpoint": res["metrics"]}))
     print(f"wrote {res['path']}")
 
@@ -141,7 +166,7 @@ def _cmd_prepare(args) -> None:
     from raytrain.data.annotations import prepare
 
     prepare(args.dataset, args.annotations, args.videos, args.out, split_protocol=args.split_protocol,
-            allow_missing=args.allow_missing)
+            allow_missing=args.allow_missing, test_fraction=args.test_fraction)
 
 
 def _cmd_demo(args) -> None:
@@ -203,13 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("prepare", help="write a manifest from a benchmark's annotation files and videos")
-    p.add_argument("--dataset", required=True, choices=tuple(READERS))
-    p.add_argument("--annotations", required=True, help="folder with the benchmark's annotation files")
-    p.add_argument("--videos", required=True, help="folder with the video files (searched recursively)")
+    p = sub.add_parser(
+        "prepare", help="write a manifest from a benchmark's annotation files, or your own csv/jsonl, and videos",
+        description="Write the Parquet manifest. Benchmarks: --annotations is the folder of its annotation files "
+                    "(docs/benchmarks.md). Your own data (--dataset csv|jsonl): --annotations is one file with the "
+                    "fields video (a path relative to --videos), caption (one per row; rows of one clip add "
+                    "captions) or, in JSONL, captions (a list), and the optional id, split, start, end (seconds). "
+                    "A clip without a split goes to 'test' when the first 8 bytes of sha256(clip id), as a fraction "
+                    "of 2**64, are below --test-fraction, else to 'train' (docs/benchmarks.md, 'Your own data').")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--annotations", required=True,
+                   help="benchmarks: the folder with its annotation files; csv/jsonl: the annotation file")
+    p.add_argument("--videos", required=True, help="folder with the video files (benchmarks: searched recursively)")
     p.add_argument("--out", required=True, help="manifest path, e.g. data/msrvtt/manifest.parquet")
     p.add_argument("--split-protocol", default=None,
                    help="msrvtt: 9k (default), 7k or full; the others have one protocol (docs/benchmarks.md)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="csv/jsonl: the share of clips without a split that go to 'test', by the hash of the "
+                        "clip id (default 0.2; 0 = all train)")
     p.add_argument("--allow-missing", action="store_true",
                    help="drop clips whose video file is missing (the count goes into the manifest metadata)")
     p.set_defaults(func=_cmd_prepare)

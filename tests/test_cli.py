@@ -1,5 +1,5 @@
 """The CLI: bad input gives a clear message naming the key, file or path (exit code 2, no Ray); `prepare`
-offers exactly the annotation readers; building the parser imports no heavy library."""
+offers exactly the annotation readers (and csv/jsonl); building the parser imports no heavy library."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 
 import raytrain
 from raytrain.cli import build_parser, main
-from raytrain.data.annotations import READERS
+from raytrain.data.annotations import DATASETS
 
 
 def test_unknown_config_key(tmp_path, capsys):
@@ -62,10 +62,10 @@ def test_prepare_help_lists_every_reader(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["prepare", "--help"])
     assert exited.value.code == 0
-    assert "{" + ",".join(READERS) + "}" in capsys.readouterr().out
+    assert "{" + ",".join(DATASETS) + "}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("dataset", list(READERS))
+@pytest.mark.parametrize("dataset", list(DATASETS))
 def test_prepare_accepts_every_reader(dataset):
     args = build_parser().parse_args(["prepare", "--dataset", dataset, "--annotations", "a", "--videos", "v",
                                       "--out", "m.parquet"])
@@ -77,7 +77,7 @@ def test_prepare_refuses_an_unknown_dataset(capsys):
         main(["prepare", "--dataset", "kinetics", "--annotations", "a", "--videos", "v", "--out", "m.parquet"])
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'kinetics'" in err and all(name in err for name in READERS)
+    assert "invalid choice: 'kinetics'" in err and all(name in err for name in DATASETS)
 
 
 def test_cli_starts_without_ray_or_torch():

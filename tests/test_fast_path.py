@@ -48,7 +48,10 @@ def test_fused_attention_computes_what_explicit_attention_computes(temporal):
     assert fused_loss.item() == pytest.approx(explicit_loss.item(), rel=1e-5)
     assert fused.keys() == explicit.keys()
     for k in fused:
-        torch.testing.assert_close(fused[k], explicit[k], rtol=1e-4, atol=1e-6, msg=k)
+        # float32 summation order differs between the kernels: tolerate 1e-6 of the tensor's scale
+        # (the text tower's embedding gradients reach ~15 here, so an absolute 1e-6 is below rounding)
+        scale = explicit[k].abs().max().item()
+        torch.testing.assert_close(fused[k], explicit[k], rtol=1e-4, atol=1e-6 * max(scale, 1.0), msg=k)
 
 
 def _grads(objective, batch):

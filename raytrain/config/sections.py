@@ -273,6 +273,24 @@ class EvalSection:
     # > 0: also evaluate at every checkpoint whose step is a multiple of this (a sweep's early stopping
     # on R@1 needs the metric during training); a multiple of checkpoint.every.
     every: int = knob(0, at_least(0, "0 = only at the end"))
+    # Video→text on multi-caption test sets (raytrain/eval/metrics.py): raytrain = a video query ranks
+    # every caption and counts each wrong caption above its best one; clip4clip = CLIP4Clip's
+    # multi-sentence protocol, captions grouped by video (each video scored by its best caption), a
+    # video query ranks videos. The same with one caption per video (MSR-VTT 1k-A, DiDeMo, ActivityNet).
+    v2t_protocol: Literal["raytrain", "clip4clip"] = "raytrain"
+    # Test-time re-ranking of both directions (raytrain/eval/rerank.py, docs/reranking.md), on the
+    # blocked evaluation. dsl (dual softmax, CAMoE) and inverted_softmax normalise each gallery item by
+    # the scores of *all test queries*: transductive, they need every query at once (a search engine
+    # answering one query at a time cannot use them). qb_norm (QB-Norm with dynamic inverted softmax)
+    # needs only a query bank: train captions (t2v) and train videos (v2t), embedded by the model.
+    rerank: Literal["none", "dsl", "inverted_softmax", "qb_norm"] = "none"
+    dsl_temperature: float = knob(0.01, above(0))  # T in s * softmax_queries(s / T); s are cosines
+    inverted_softmax_temperature: float = knob(0.05, above(0))  # T in exp(s / T) / sum_queries exp(s / T)
+    qb_norm_beta: float = knob(20.0, above(0))  # QB-Norm's inverse temperature (its paper: 20)
+    qb_norm_k: int = knob(1, at_least(1))  # a bank query activates its top-k gallery items
+    qb_norm_bank_size: int = knob(5000, at_least(1))  # train captions in the t2v bank (all if fewer)
+    qb_norm_video_bank_size: int = knob(1000, at_least(1))  # train videos in the v2t bank (all if fewer)
+    qb_norm_bank_seed: int = 0  # which train captions / videos form the banks
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class DecodeClips:
             self.reader, spec.cache_location, spec.cache_samplings, spec.seed, spec.cache_compression,
             spec.cache_budget_bytes)
         self.substitutes = Substitutes(self.reader, substitutes)
-        self.tokenize = CaptionTokenizer(spec.arch, spec.max_words) if spec.train else None
+        self.tokenize = CaptionTokenizer(spec.arch, spec.max_words, spec.simple_tokenizer) if spec.train else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         train = self.spec.train

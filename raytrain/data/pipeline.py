@@ -143,6 +143,13 @@ def eval_dataset(cfg: Config, rows: list[ClipRow], image_size: int):
                    cache_location=prepare_cache(cfg, rows, image_size, train=False))
 
 
+def bank_dataset(cfg: Config, rows: list[ClipRow], image_size: int):
+    """QB-Norm's bank clips (train rows) decoded as eval clips are (same frames rule), ``video_index``
+    in bank order; never through the frame cache, whose eval folder holds the eval split's clips."""
+    plain = cfg.replace(**{"data.cache": "none"}) if cfg.data.cache != "none" else cfg
+    return _decode(_eval_items(plain, rows), plain, image_size, train=False, cache_location=None)
+
+
 def _eval_items(cfg: Config, rows: list[ClipRow]):
     import ray.data
 

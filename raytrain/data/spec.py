@@ -10,6 +10,7 @@ from raytrain.config import Config
 from raytrain.data import frame_cache
 from raytrain.data.batch import Column, check_mask_columns, eval_columns, train_columns
 from raytrain.data.frame_sampling import Clip4ClipSampling
+from raytrain.data.tokens import simple_tokenizer_kwargs
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class DecodeSpec:
     frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
     sample_fps: int = 1
     max_seconds: int = 0
+    # train: open_clip's SimpleTokenizer arguments when it is the model's tokenizer, so that the actors
+    # load it without the rest of open_clip (raytrain.data.tokens); None: open_clip.get_tokenizer
+    simple_tokenizer: tuple[tuple[str, object], ...] | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, image_size: int, train: bool, mask_columns: Sequence[str] = (),
@@ -78,7 +82,8 @@ class DecodeSpec:
                    cache_budget_bytes=round(cfg.data.cache_budget_gb * 1e9),
                    masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
                    frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
-                   max_seconds=cfg.data.max_seconds)
+                   max_seconds=cfg.data.max_seconds,
+                   simple_tokenizer=simple_tokenizer_kwargs(cfg.model.arch, cfg.data.max_words) if train else None)
 
     @property
     def skip_bad(self) -> bool:

@@ -4,9 +4,16 @@ Ties are broken at random *in expectation*: a query whose correct item ties with
 gets the expected recall and the expected rank over all orderings of the tie. A constant similarity
 matrix therefore scores exactly chance, and no ordering of equal scores is favoured.
 
-Multi-caption: every caption is a text→video query. For video→text the rank of a video is the rank
-of its best-placed caption among all texts (the other captions of the same video are not counted
-against it).
+Multi-caption: every caption is a text→video query. Video→text has two protocols
+(``V2T_PROTOCOLS``, ``eval.v2t_protocol``), equal when every video has one caption:
+
+- ``raytrain``: a video query ranks every text; its rank is that of its best-placed caption, counting
+  every wrong *caption* above it (the other captions of the same video are not counted against it).
+- ``clip4clip``: CLIP4Clip's multi-sentence protocol (``main_task_retrieval.eval_epoch`` with
+  ``tensor_video_to_text_sim``): the texts are grouped by video and each group scored by its best
+  caption, giving a videos x videos matrix, so a video query ranks *videos* and counts every wrong
+  *video* with some caption above its best one. Never worse than ``raytrain``'s rank; with c captions
+  per video its chance R@1 is 1/V instead of about c/T.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ KS = (1, 5, 10)
 # Metric names, defined once: every reported, logged, tabled or swept name comes from here.
 RANK_METRICS = ("R1", "R5", "R10", "MdR", "MnR")  # per direction
 DIRECTIONS = ("t2v", "v2t")  # text→video, video→text
+V2T_PROTOCOLS = ("raytrain", "clip4clip")  # video→text on multi-caption sets (module docstring)
 EVAL_METRICS = tuple(f"{d}_{m}" for d in DIRECTIONS for m in RANK_METRICS)
 TRAIN_METRICS = ("loss", "step")
 REPORTED_METRICS = TRAIN_METRICS + EVAL_METRICS  # what every checkpoint report may carry
@@ -103,10 +111,37 @@ def video_to_text_metrics(sim, text_to_video=None) -> dict[str, float]:
     return _summary(_rank_queries(sim.T, correct.T))
 
 
-def both_directions(sim, text_to_video=None) -> dict[str, float]:
+def group_max(scores: np.ndarray, owner: np.ndarray, num_groups: int) -> np.ndarray:
+    """``(b, texts)`` → ``(b, num_groups)``: each group's (video's) best text score, as CLIP4Clip's
+    ``tensor_video_to_text_sim`` (a max over each video's captions). Every group needs a text."""
+    owner = np.asarray(owner, dtype=np.int64)
+    counts = np.bincount(owner, minlength=num_groups)
+    if counts.shape != (num_groups,) or (counts == 0).any():
+        raise ValueError(f"every one of the {num_groups} videos needs at least one caption (and no other index)")
+    order = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.maximum.reduceat(np.asarray(scores)[:, order], starts, axis=1)
+
+
+def clip4clip_video_to_text_metrics(sim, text_to_video=None) -> dict[str, float]:
+    """Video→text metrics of ``sim: (num_texts, num_videos)`` under CLIP4Clip's multi-sentence
+    protocol: video u's score for candidate video v is v's best caption against u, ranked over videos."""
+    sim, text_to_video = _check(sim, text_to_video)
+    grouped = group_max(sim.T, text_to_video, sim.shape[1])  # (videos as queries, videos as candidates)
+    return _summary(_rank_queries(grouped, np.eye(sim.shape[1], dtype=bool)))
+
+
+def video_to_text(protocol: str):
+    """The video→text metric function of ``protocol`` (one of ``V2T_PROTOCOLS``)."""
+    if protocol not in V2T_PROTOCOLS:
+        raise ValueError(f"unknown video→text protocol {protocol!r} (one of {', '.join(V2T_PROTOCOLS)})")
+    return clip4clip_video_to_text_metrics if protocol == "clip4clip" else video_to_text_metrics
+
+
+def both_directions(sim, text_to_video=None, v2t_protocol: str = "raytrain") -> dict[str, float]:
     """``{"t2v_R1": ..., "v2t_R1": ...}`` for logging and ``metrics.json``."""
     out = {f"t2v_{k}": v for k, v in retrieval_metrics(sim, text_to_video).items()}
-    out.update({f"v2t_{k}": v for k, v in video_to_text_metrics(sim, text_to_video).items()})
+    out.update({f"v2t_{k}": v for k, v in video_to_text(v2t_protocol)(sim, text_to_video).items()})
     return out
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from raytrain.data.batch import BAD_VIDEO
-from raytrain.eval.sharded import sharded_both_directions, sharded_scores
+from raytrain.eval.rerank import RerankParams
+from raytrain.eval.sharded import Bank, sharded_both_directions, sharded_scores
 
 
 @torch.no_grad()
@@ -108,41 +109,64 @@ def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str,
 
 
 def evaluate_embeddings(text_emb: torch.Tensor, video_emb: torch.Tensor, text_to_video: np.ndarray,
-                        block: int = 1024) -> dict[str, float]:
-    """Both directions, ``block`` queries at a time (exact; memory ``block x candidates``)."""
-    return sharded_both_directions(text_emb, video_emb, text_to_video, block=block)
+                        block: int = 1024, **options) -> dict[str, float]:
+    """Both directions, ``block`` queries at a time (exact; memory ``block x candidates``); ``options``:
+    ``sharded_both_directions``'s protocol, re-ranking and bank embeddings."""
+    return sharded_both_directions(text_emb, video_emb, text_to_video, block=block, **options)
 
 
 def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, num_videos: int,
                    tokenizer, device, text_batch_size: int = 256,
                    autocast_dtype: torch.dtype | None = None, sim_block: int = 1024,
-                   video_names: Sequence[str] | None = None) -> dict[str, float]:
+                   video_names: Sequence[str] | None = None, v2t_protocol: str = "raytrain",
+                   rerank: RerankParams | None = None, bank_texts: list[str] | None = None,
+                   bank_batches=None, num_bank_videos: int = 0) -> dict[str, float]:
     """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions.
 
     A ``model`` with its own ``similarity`` (a method objective such as DMAE) is scored with it on the
     features of its ``video_features`` / ``text_features``; any other uses the dot product of
     ``encode_video`` and ``encode_text``. Batches with a ``bad_video`` column (``data.on_bad_video=skip``)
     add ``bad_eval_videos`` to the metrics, and a warning naming them (``video_names``, by video index).
+    ``v2t_protocol`` and ``rerank``: see ``sharded_scores``; QB-Norm's banks are ``bank_texts`` (train
+    captions) and ``bank_batches`` (``num_bank_videos`` train clips, eval batches), embedded here too.
     """
     bad = BadVideos(batches)
     batches = bad
     was_training = model.training
     model.eval()
+    use_bank = rerank is not None and rerank.method == "qb_norm"
+    if use_bank and (not bank_texts or bank_batches is None or num_bank_videos < 1):
+        raise ValueError("qb_norm re-ranking needs bank_texts and bank_batches (train captions and clips)")
+    options = {"v2t_protocol": v2t_protocol, "rerank": rerank}
     try:
         if hasattr(model, "similarity"):
             videos = embed_video_features(model.video_features, batches, num_videos, device, autocast_dtype)
             text_feats = embed_text_features(model, tokenizer, texts, text_batch_size, device)
+            banks = {}
+            if use_bank:
+                bank_t = embed_text_features(model, tokenizer, bank_texts, text_batch_size, device)
+                bank_v = embed_video_features(model.video_features, bank_batches, num_bank_videos, device,
+                                              autocast_dtype)
+                banks = {"t2v": Bank(lambda a, b: model.similarity(_rows(bank_t, a, b), videos), len(bank_texts)),
+                         "v2t": Bank(lambda a, b: model.similarity(text_feats, _rows(bank_v, a, b)).T,
+                                     num_bank_videos)}
             metrics = sharded_scores(
                 lambda a, b: model.similarity(_rows(text_feats, a, b), videos),
                 lambda a, b: model.similarity(text_feats, _rows(videos, a, b)).T,
-                num_videos, text_to_video, block=sim_block)
+                num_videos, text_to_video, block=sim_block, banks=banks, **options)
         else:
             video_emb = embed_videos(model, batches, num_videos, device, autocast_dtype)
             text_emb = embed_texts(model, tokenizer, texts, text_batch_size, device)
-            metrics = evaluate_embeddings(text_emb, video_emb, text_to_video, block=sim_block)
+            if use_bank:
+                options["bank_text_emb"] = embed_texts(model, tokenizer, bank_texts, text_batch_size, device)
+                options["bank_video_emb"] = embed_videos(model, bank_batches, num_bank_videos, device, autocast_dtype)
+            metrics = evaluate_embeddings(text_emb, video_emb, text_to_video, block=sim_block, **options)
     finally:
         model.train(was_training)
     metrics["num_videos"] = float(num_videos)
     metrics["num_texts"] = float(len(texts))
+    if use_bank:
+        metrics["qb_norm_bank_texts"] = float(len(bank_texts))
+        metrics["qb_norm_bank_videos"] = float(num_bank_videos)
     bad.report(metrics, video_names)
     return metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from raytrain.config import Config
-from raytrain.eval.run import evaluate
+from raytrain.eval.run import QueryBank, evaluate
 from raytrain.methods import retrieval_model
 from raytrain.train.job import TrainJob
 
@@ -26,8 +26,11 @@ class Evaluator:
         if self.rank != 0:
             return {}
         job = self.job
+        bank = None
+        if job.num_qb_bank_clips:  # eval.rerank=qb_norm: the query banks built by the driver
+            bank = QueryBank(job.qb_bank_texts, ray.train.get_dataset_shard("qb_bank"), job.num_qb_bank_clips)
         metrics = evaluate(self.cfg, retrieval_model(module), ray.train.get_dataset_shard("eval"), job.eval_texts,
                            job.eval_text_to_video, job.num_eval_clips, self.device,
-                           video_names=job.eval_paths or None)
+                           video_names=job.eval_paths or None, bank=bank)
         print("[raytrain] eval: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
         return metrics

@@ -10,9 +10,10 @@ from typing import Any
 
 from raytrain.config import Config
 from raytrain.data.manifest import ClipRow, load_manifest
-from raytrain.data.pipeline import eval_dataset, eval_texts, train_datasets
+from raytrain.data.pipeline import bank_dataset, eval_dataset, eval_texts, train_datasets
 from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import num_epoch_items, plan_steps
+from raytrain.eval.run import bank_rows
 from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
@@ -88,12 +89,17 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
     datasets = train_datasets(cfg, train_rows, image_size, start_step, end_step, data_columns(cfg))
+    bank_texts, bank_clips = [], []
     if eval_rows:
         datasets["eval"] = eval_dataset(cfg, eval_rows, image_size)
+        if cfg.eval.rerank == "qb_norm":  # QB-Norm's query banks from the train split (eval/run.py)
+            bank_texts, bank_clips = bank_rows(cfg.eval, train_rows)
+            datasets["qb_bank"] = bank_dataset(cfg, bank_clips, image_size)
     job = TrainJob(cfg.to_dict(), num_train_clips=items, plan_start_step=start_step,
                    eval_texts=texts, eval_text_to_video=owner.tolist(), num_eval_clips=len(eval_rows),
                    train_paths=[r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
                    eval_paths=[r.path for r in eval_rows] if cfg.data.on_bad_video == "skip" else [],
+                   qb_bank_texts=bank_texts, num_qb_bank_clips=len(bank_clips),
                    trial=trial)
     return TorchTrainer(
         train_loop_per_worker,

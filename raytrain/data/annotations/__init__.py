@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raytrain.data.annotations import activitynet, didemo, lsmdc, msrvtt, msvd
+from raytrain.data.annotations import activitynet, didemo, lsmdc, msrvtt, msvd, own
 from raytrain.data.annotations.common import (
     AnnotationError,
     VideoIndex,
@@ -23,7 +23,7 @@ from raytrain.data.annotations.common import (
 )
 from raytrain.data.manifest import write_manifest
 
-__all__ = ["READERS", "AnnotationError", "Reader", "VideoIndex", "prepare", "read_rows"]
+__all__ = ["DATASETS", "OWN_FORMATS", "READERS", "AnnotationError", "Reader", "VideoIndex", "prepare", "read_rows"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ READERS: dict[str, Reader] = {
                           tuple(activitynet.SPLIT_FILES.values())),
     "lsmdc": Reader("lsmdc", lsmdc.read_lsmdc, lsmdc.PROTOCOLS, tuple(lsmdc.SPLIT_FILES.values())),
 }
+
+OWN_FORMATS = own.FORMATS  # users' own data: one csv/jsonl annotation file (raytrain.data.annotations.own)
+DATASETS = (*READERS, *OWN_FORMATS)  # what ``raytrain prepare --dataset`` takes
 
 
 def get_reader(dataset: str) -> Reader:
@@ -94,13 +97,23 @@ def split_counts(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 def prepare(dataset: str, annotations_dir: str | os.PathLike, videos_dir: str | os.PathLike,
             out: str | os.PathLike, split_protocol: str | None = None, allow_missing: bool = False,
-            quiet: bool = False) -> Path:
+            quiet: bool = False, test_fraction: float | None = None) -> Path:
     """Read a benchmark's annotations, find its videos, write the manifest at ``out``; return its path.
 
-    Raises AnnotationError (a ValueError) naming the file and the record for malformed annotations,
-    and listing the first ids when videos are missing (unless ``allow_missing``: then those clips are
-    dropped and the count goes into the manifest's metadata).
+    ``dataset`` ``csv``/``jsonl``: ``annotations_dir`` is the user's one annotation file (see
+    :func:`prepare_own`). Raises AnnotationError (a ValueError) naming the file and the record for
+    malformed annotations, and listing the first ids when videos are missing (unless
+    ``allow_missing``: then those clips are dropped and the count goes into the manifest's metadata).
     """
+    if str(dataset).strip().lower() in OWN_FORMATS:
+        if split_protocol is not None:
+            raise AnnotationError(f"{dataset}: --split-protocol is for the benchmarks; give a 'split' column "
+                                  f"or --test-fraction")
+        return prepare_own(str(dataset).strip().lower(), annotations_dir, videos_dir, out, allow_missing, quiet,
+                           own.DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction)
+    if test_fraction is not None:
+        raise AnnotationError(f"{dataset}: --test-fraction is for csv/jsonl; a benchmark's splits come from "
+                              f"its files (--split-protocol)")
     reader = get_reader(dataset)
     protocol = resolve_protocol(reader, split_protocol)
     if not Path(annotations_dir).is_dir():
@@ -131,4 +144,26 @@ def prepare(dataset: str, annotations_dir: str | os.PathLike, videos_dir: str | 
         if emptied:
             note += f"; split(s) {emptied} lost every clip"
         print(f"{reader.name} ({protocol}): wrote {path}: {parts}{note}", flush=True)
+    return path
+
+
+def prepare_own(fmt: str, annotations: str | os.PathLike, videos_dir: str | os.PathLike, out: str | os.PathLike,
+                allow_missing: bool = False, quiet: bool = False,
+                test_fraction: float = own.DEFAULT_TEST_FRACTION) -> Path:
+    """Users' own data: a csv/jsonl annotation file and its videos folder -> the manifest at ``out``.
+    Clips without a ``split`` are split by the hash of their id (``own.default_split``)."""
+    rows, missing = own.read_own(fmt, annotations, videos_dir, test_fraction, allow_missing)
+    counts = split_counts(rows)
+    metadata = {"dataset": fmt, "protocol": f"split column, else sha256(id) < {test_fraction:g} -> test",
+                "test_fraction": test_fraction, "annotations": str(Path(annotations).absolute()),
+                "videos_dir": str(Path(videos_dir).absolute()), "split_counts": counts,
+                "missing_videos": len(missing), "missing_examples": missing[:10]}
+    path = write_manifest(rows, out, metadata=metadata)
+    if not quiet:
+        parts = ", ".join(f"{s} {c['clips']} clips / {c['captions']} captions" for s, c in sorted(counts.items()))
+        note = (f"; {len(missing)} missing videos dropped (e.g. {', '.join(missing[:3])})" if missing
+                else "; no missing videos")
+        if "test" not in counts:
+            note += "; no 'test' clips (the default data.eval_split)"
+        print(f"{fmt}: wrote {path}: {parts}{note}", flush=True)
     return path

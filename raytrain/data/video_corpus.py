@@ -123,6 +123,8 @@ CASES = [
     Case("start_10s_mkv", ext="mkv", start_s=10.0),
     Case("edit_list", frames=100, hidden=25, options={**X264, "g": "100", "bf": "0"}),
 ]
+# bench/decoder_formats.py only: five minutes at 320x240, a keyframe every 10 s, as downloaded clips are
+LONG_BENCH = Case("long_5min_320x240", size=(240, 320), frames=7500, fps=25, options={**X264, "g": "250"})
 BROKEN = ["truncated", "zero_bytes", "text", "random_bytes", "corrupt_middle", "audio_only"]
 
 

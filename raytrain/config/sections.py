@@ -33,7 +33,7 @@ class DataSection:
     # decord (decord2's wheel when installed), pyav, auto (decord, then PyAV for a file decord cannot
     # read: counted, logged), torchcodec / torchcodec-cuda (NVDEC; the optional [torchcodec] extra).
     # docs/decoders.md: which formats each reads and how fast.
-    decoder: Literal["auto", "decord", "pyav", "torchcodec", "torchcodec-cuda"] = "decord"
+    decoder: Literal["auto", "decord", "pyav", "torchcodec", "torchcodec-cuda"] = "auto"
     decode_actors: int = knob(1, at_least(1))
     decode_cpus: float = knob(0.5, above(0))
     decode_batch_size: int = knob(8, at_least(1))  # clips per map_batches call

@@ -149,3 +149,10 @@ def test_torchcodec_missing_is_a_clear_error(monkeypatch):
     for name in ("torchcodec", "torchcodec-cuda"):
         with pytest.raises(ImportError, match=r"raytrain\[torchcodec\].*FFmpeg"):
             make_decoder(name)
+
+
+def test_torchcodec_after_decord_in_one_process_is_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, "decord", object())
+    monkeypatch.delitem(sys.modules, "torchcodec", raising=False)
+    with pytest.raises(ImportError, match="decord was loaded first"):
+        make_decoder("torchcodec")

@@ -262,7 +262,7 @@ def ffmpeg_frames(path: str | os.PathLike) -> np.ndarray:
     rot = int(float(info.get("rotation", info.get("rotate", 0)))) % 180
     if rot:
         w, h = h, w
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-vsync", "passthrough",
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
 

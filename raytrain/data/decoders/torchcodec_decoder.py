@@ -4,6 +4,8 @@ decodes with NVDEC on the GPU."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from raytrain.data.decoders.base import IndexedDecoder
@@ -11,7 +13,13 @@ from raytrain.data.decoders.base import IndexedDecoder
 
 def import_torchcodec():
     """torchcodec's ``VideoDecoder`` class, or an ImportError that says how to get it: torchcodec
-    loads FFmpeg's shared libraries when imported, so a missing FFmpeg fails here too."""
+    loads FFmpeg's shared libraries when imported, so a missing FFmpeg fails here too. A process that
+    loaded decord first is refused: decord2's wheel carries its own FFmpeg, and torchcodec decoding
+    after it crashed the process (SIGSEGV on an AV1 clip, docs/decoders.md)."""
+    if "decord" in sys.modules and "torchcodec" not in sys.modules:
+        raise ImportError("data.decoder=torchcodec: decord was loaded first in this process, and torchcodec "
+                          "decoding after decord2's bundled FFmpeg crashes the process; load torchcodec "
+                          "first (make_decoder('torchcodec') before any decord use) or use one decoder per process")
     try:
         from torchcodec.decoders import VideoDecoder
     except Exception as exc:  # ImportError, or RuntimeError/OSError when FFmpeg's libraries are absent

@@ -54,8 +54,18 @@ class _PyAVVideo:
         self._rewind()
 
     def _rewind(self, pts: int | None = None) -> None:
+        """Decode from the keyframe at ``pts`` on (``None``: from the start; a file that cannot seek
+        there is opened again)."""
         if pts is None:
-            self.container.seek(0, backward=True, any_frame=False)
+            try:
+                self.container.seek(0, backward=True, any_frame=False)
+            except Exception:  # noqa: BLE001 - av.error.*: a container without an index; reopen it
+                import av
+
+                self.container.close()
+                self.container = av.open(self.path)
+                self.stream = self.container.streams.video[0]
+                self.stream.thread_count = 1
         else:
             self.container.seek(int(pts), backward=True, any_frame=False, stream=self.stream)
         self.frames = self.container.decode(self.stream)

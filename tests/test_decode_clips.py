@@ -62,7 +62,7 @@ def test_the_spec_follows_the_config_and_its_columns_are_the_batch_schema():
                "train.seed=9", "mask.high_ratio=0.25", "method.miles.mask_ratio=0.75")
     masks = ("mask_high", "mask_low", "mask_tube")
     spec = DecodeSpec.from_config(cfg, 32, train=True, mask_columns=masks, cache_location="/c")
-    assert (spec.decoder, spec.num_frames, spec.image_size, spec.arch, spec.max_words) == ("decord", 2, 32, ARCH, 16)
+    assert (spec.decoder, spec.num_frames, spec.image_size, spec.arch, spec.max_words) == ("auto", 2, 32, ARCH, 16)
     assert (spec.timeout_s, spec.cache_samplings, spec.seed, spec.skip_bad) == (7.0, 3, 9, True)
     assert spec.masks == MaskSpec(patches=16, high_ratio=0.25, low_ratio=cfg.mask.low_ratio, tube_grid=4,
                                   tube_ratio=0.75, tube_block=(cfg.method.miles.block_min, cfg.method.miles.block_max))

@@ -30,7 +30,10 @@ class DataSection:
     eval_split: str = "test"
     num_frames: int = knob(8, at_least(1))
     max_words: int = knob(32, at_least(4))  # caption length in tokens (CLIP4Clip: 32)
-    decoder: Literal["decord", "pyav"] = "decord"
+    # decord (decord2's wheel when installed), pyav, auto (decord, then PyAV for a file decord cannot
+    # read: counted, logged), torchcodec / torchcodec-cuda (NVDEC; the optional [torchcodec] extra).
+    # docs/decoders.md: which formats each reads and how fast.
+    decoder: Literal["auto", "decord", "pyav", "torchcodec", "torchcodec-cuda"] = "auto"
     decode_actors: int = knob(1, at_least(1))
     decode_cpus: float = knob(0.5, above(0))
     decode_batch_size: int = knob(8, at_least(1))  # clips per map_batches call

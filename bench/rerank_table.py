@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 METHODS = ("none", "dsl", "inverted_softmax", "qb_norm")
+# One more row: DSL at the temperature the model trained with (1 / its learned logit scale), beside the
+# published T = 0.01 (CLIP's scale of 100), which a model trained from scratch need not share.
+LEARNED_T = "dsl, T = 1/learned scale"
+ROWS = (*METHODS, LEARNED_T)
 COLUMNS = [f"{d}_{m}" for d in ("t2v", "v2t") for m in ("R1", "R5", "R10", "MdR")]
 
 
@@ -42,9 +46,20 @@ def _train(args, run_dir: Path, seed: int) -> None:
         sys.exit(f"training seed {seed} failed (exit {code})")
 
 
-def _evaluate(run_dir: Path, protocol: str, method: str, extra: list[str]) -> dict:
+def learned_temperature(run_dir: Path) -> float:
+    """1 / exp(logit_scale) of the run's latest checkpoint (the temperature its loss trained with)."""
+    from raytrain.train.state import find_checkpoint, load_training_state
+
+    model = load_training_state(find_checkpoint(run_dir))["model"]
+    return float(1.0 / next(v for k, v in model.items() if k.endswith("logit_scale")).exp())
+
+
+def _evaluate(run_dir: Path, protocol: str, row: str, extra: list[str]) -> dict:
     from raytrain.cli import main
 
+    method = "dsl" if row == LEARNED_T else row
+    if row == LEARNED_T:
+        extra = [*extra, f"eval.dsl_temperature={learned_temperature(run_dir):.6g}"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
         code = main(["eval", "--checkpoint", str(run_dir), "--out", str(out), f"eval.v2t_protocol={protocol}",
@@ -71,7 +86,7 @@ def table(results: dict, protocol: str, seeds: list[int]) -> str:
             "| Δ t2v R@1 | Δ v2t R@1 |")
     lines = [head, "|" + "---|" * 11]
     base = results[protocol]["none"]
-    for method in METHODS:
+    for method in ROWS:
         runs = results[protocol][method]
         cells = [_mean_std([runs[str(s)][c] for s in seeds]) for c in COLUMNS]
         deltas = ["" if method == "none" else _delta([runs[str(s)][f"{d}_R1"] - base[str(s)][f"{d}_R1"] for s in seeds])
@@ -108,12 +123,12 @@ def main() -> None:
         if args.train:
             _train(args, run_dir, seed)
     train_s = time.time() - t0
-    results: dict = {p: {m: {} for m in METHODS} for p in args.protocols}
+    results: dict = {p: {m: {} for m in ROWS} for p in args.protocols}
     t0 = time.time()
     for seed, run_dir in runs.items():
         for protocol in args.protocols:
-            for method in METHODS:
-                results[protocol][method][str(seed)] = _evaluate(run_dir, protocol, method, args.eval_overrides)
+            for row in ROWS:
+                results[protocol][row][str(seed)] = _evaluate(run_dir, protocol, row, args.eval_overrides)
     eval_s = time.time() - t0
 
     first = results[args.protocols[0]]["none"][str(args.seeds[0])]
@@ -122,7 +137,9 @@ def main() -> None:
               f"{len(args.seeds)} seeds {args.seeds}; training {train_s:.0f} s, evaluations {eval_s:.0f} s"),
              f"# command: .venv/bin/python bench/rerank_table.py {' '.join(sys.argv[1:])}",
              (f"# test split: {int(first['num_videos'])} clips, {int(first['num_texts'])} captions, every caption "
-              f"a t2v query; each run's last checkpoint (step {int(first['step'])}); eval knobs: {knobs}")]
+              f"a t2v query; each run's last checkpoint (step {int(first['step'])}); eval knobs: {knobs}"),
+             "# learned temperature 1/exp(logit_scale) per seed: "
+             + ", ".join(f"{s}: {learned_temperature(r):.4f}" for s, r in runs.items())]
     for protocol in args.protocols:
         lines += ["", f"## eval.v2t_protocol={protocol} (mean ± std over seeds; Δ paired by seed against none)", "",
                   table(results, protocol, args.seeds)]

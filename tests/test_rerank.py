@@ -296,3 +296,15 @@ def test_raytrain_eval_names_its_metrics_file_after_protocol_and_method():
     dsl = load_config(None, ["eval.rerank=dsl", "eval.v2t_protocol=clip4clip"])
     assert metrics_file_name(dsl) == "metrics-v2t_clip4clip-rerank_dsl.json"
     assert metrics_file_name(load_config(None, ["eval.v2t_protocol=clip4clip"])) == "metrics-v2t_clip4clip-rerank_none.json"
+
+
+def test_dsl_and_inverted_softmax_read_the_other_test_queries_qb_norm_only_its_bank():
+    # docs/reranking.md: DSL and inverted softmax are transductive (a query's scores change with the
+    # rest of the test queries); QB-Norm answers each query from the bank alone.
+    rng = np.random.default_rng(2)
+    s, bank = rng.normal(size=(6, 5)), rng.normal(size=(4, 5))
+    for params in (RerankParams("dsl", dsl_temperature=0.5), RerankParams("inverted_softmax")):
+        assert not np.allclose(rerank_matrix(params, s)[:2], rerank_matrix(params, s[:2])), params.method
+    qb = RerankParams("qb_norm", qb_norm_beta=3.0, qb_norm_k=2)
+    np.testing.assert_array_equal(rerank_matrix(qb, s, bank)[:2], rerank_matrix(qb, s[:2], bank))
+    np.testing.assert_array_equal(rerank_matrix(qb, s, bank)[2:3], rerank_matrix(qb, s[2:3], bank))

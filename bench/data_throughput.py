@@ -11,7 +11,12 @@ to ``--size`` (uint8), one random temporal sampling per clip:
   the driver, ``--epochs`` epochs in one pass as a training run reads it. Timed end to end (actor
   start-up included) and steady (from the batch that completes the first quarter of the clips on);
 * ``cache fill`` / ``cache hit``: the same with ``data.cache=frames``: the first epoch decodes
-  ``--samplings`` samplings per clip and writes them, the second epoch reads them back.
+  ``--samplings`` samplings per clip and writes them, the second epoch reads them back;
+* ``start-up``: what a decode actor imports (fresh interpreters, ``-X importtime``), then
+  ``--startup-repeats`` interleaved ``--epochs`` passes as before (``open_clip.get_tokenizer`` in
+  every actor, the plan's dataset by ``ray.data.from_arrow``), with the light tokenizer
+  (``open_clip/tokenizer.py`` alone), and now (also ``ray.data.from_blocks``): end to end and steady
+  vs the Pool, and the timeline (dataset built, actor process start, constructor, first batch).
 
     .venv/bin/python bench/data_throughput.py                      # 96 clips of 320x240 on 2 CPUs
     .venv/bin/python bench/data_throughput.py --cpus 16 --clips 512 # a bigger machine
@@ -79,6 +84,154 @@ def pipeline_rates(cfg, rows, size: int, start_step: int, end_step: int) -> dict
             "startup_s": timeline[0][0] - t0, "hit": hits / n}
 
 
+# --------------------------------------------------------------------------------------------------
+# Start-up: where a decode actor's first seconds go, and the end-to-end pass with the light tokenizer
+# (now: open_clip/tokenizer.py alone) against open_clip.get_tokenizer in every actor (before)
+
+
+def _process_start_time() -> float | None:
+    """This process's start (Unix seconds) from /proc (Linux), else None."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def _probed_udf(probe_dir: str, light: bool):
+    """``DecodeClips`` that writes, per actor: its process start, the constructor's start and end
+    (the module imports come before it), the first batch's end, and whether open_clip got imported.
+    ``light`` False: the spec's ``simple_tokenizer`` is dropped, so the actor builds its tokenizer
+    with ``open_clip.get_tokenizer``, as every actor did before."""
+    import dataclasses
+    import json
+    import sys
+
+    from raytrain.data.decode_clips import DecodeClips
+
+    class ProbedDecodeClips(DecodeClips):
+        def __init__(self, spec, *args, **kwargs):
+            self._t = {"process": _process_start_time(), "init": time.time()}
+            super().__init__(spec if light else dataclasses.replace(spec, simple_tokenizer=None), *args, **kwargs)
+            self._t["init_done"] = time.time()
+
+        def __call__(self, batch):
+            out = super().__call__(batch)
+            if "first_done" not in self._t:
+                self._t.update(first_done=time.time(), open_clip="open_clip" in sys.modules)
+                Path(probe_dir, f"{os.getpid()}.json").write_text(json.dumps(self._t))
+            return out
+
+    return ProbedDecodeClips
+
+
+def _table_dataset_from_arrow(table, rows_per_block: int):
+    """The plan's dataset as it was made before: ``ray.data.from_arrow``, one metadata task per block."""
+    import ray.data
+
+    from raytrain.data.pipeline import _blocks
+
+    size = -(-table.num_rows // _blocks(table.num_rows, rows_per_block)) or 1
+    return ray.data.from_arrow([table.slice(i, size) for i in range(0, table.num_rows, size)] or [table])
+
+
+def startup_pass(cfg, rows, size: int, end_step: int, light: bool, from_blocks: bool) -> dict:
+    """``pipeline_rates`` of one pass over steps [0, end_step), the actors probed (``_probed_udf``);
+    the actors' timeline is the median over actors, in seconds from the pass's start. ``from_blocks``
+    False: the plan's dataset is made with ``from_arrow``, as before."""
+    import json
+    import tempfile
+
+    from raytrain.data import pipeline
+
+    saved = pipeline.DecodeClips, pipeline.train_dataset, pipeline._table_dataset
+    built = []
+
+    def train_dataset(*args, **kwargs):  # the driver's part: plan, spec, the Dataset object
+        ds = saved[1](*args, **kwargs)
+        built.append(time.time())
+        return ds
+
+    with tempfile.TemporaryDirectory() as probe_dir:
+        pipeline.DecodeClips, pipeline.train_dataset = _probed_udf(probe_dir, light), train_dataset
+        if not from_blocks:
+            pipeline._table_dataset = _table_dataset_from_arrow
+        try:
+            t0 = time.time()
+            rates = pipeline_rates(cfg, rows, size, 0, end_step)
+        finally:
+            pipeline.DecodeClips, pipeline.train_dataset, pipeline._table_dataset = saved
+        actors = [json.loads(f.read_text()) for f in Path(probe_dir).glob("*.json")]
+    rel = {k: float(np.median([a[k] - t0 for a in actors if a.get(k)])) if actors else float("nan")
+           for k in ("process", "init", "init_done", "first_done")}
+    return {**rates, "actors": len(actors), "open_clip": any(a["open_clip"] for a in actors), **rel,
+            "driver": built[0] - t0, "batch": rates["startup_s"]}
+
+
+def import_seconds(code: str, repeats: int = 2) -> tuple[float, dict[str, float]]:
+    """``(wall seconds, cumulative import seconds of torch and open_clip)`` of ``code`` in a fresh
+    interpreter (the fastest of ``repeats``), as a decode actor runs it after Ray's worker start."""
+    import re
+    import subprocess
+    import sys
+
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        wall = time.perf_counter() - t0
+        top = {}
+        for m in re.finditer(r"^import time:\s+\d+ \|\s+(\d+) \|(\s+)(\S+)$", proc.stderr, re.MULTILINE):
+            if m.group(3) in ("torch", "open_clip") and m.group(3) not in top:
+                top[m.group(3)] = int(m.group(1)) / 1e6
+        if best is None or wall < best[0]:
+            best = (wall, top)
+    return best
+
+
+def startup_report(cfg, rows, size: int, steps: int, epochs: int, pool: float, repeats: int = 2) -> list[str]:
+    """The start-up table: a decode actor's imports, then ``repeats`` interleaved passes of ``epochs``
+    epochs as before (open_clip.get_tokenizer in every actor, the plan's dataset by ``from_arrow``),
+    with the light tokenizer only, and now (light tokenizer, ``from_blocks``): end to end and steady
+    vs the Pool, with the driver's and the actors' median timeline."""
+    arch, words = cfg.model.arch, cfg.data.max_words
+    base = "import raytrain.data.decode_clips; from raytrain.data.tokens import CaptionTokenizer"
+    lines = ["", "start-up: a decode actor's imports and tokenizer in a fresh interpreter (wall s; cumulative import s)"]
+    for label, code in (("python + import torch (the floor)", "import torch"),
+                        ("decode modules + light tokenizer (now)",
+                         f"{base}; CaptionTokenizer('{arch}', {words}, (('context_length', {words}),))"),
+                        ("decode modules + open_clip tokenizer (before)", f"{base}; CaptionTokenizer('{arch}', {words})")):
+        wall, top = import_seconds(code)
+        lines.append(f"  {label:46s} {wall:6.2f} s  ({', '.join(f'{k} {v:.2f}' for k, v in top.items())})")
+    variants = {"before: open_clip tokenizer, from_arrow": (False, False),
+                "light tokenizer, from_arrow": (True, False), "now: light tokenizer, from_blocks": (True, True)}
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for _ in range(repeats):
+        for name, (light, from_blocks) in variants.items():
+            runs[name].append(startup_pass(cfg, rows, size, epochs * steps, light, from_blocks))
+    lines += ["", (f"start-up, {epochs} epochs of {len(rows)} clips in one pass, {runs[name][0]['actors']} actors "
+                   f"(median of {repeats} interleaved passes; actor timeline: s from the pass's start)"),
+              (f"{'variant':38s} {'end-to-end':>10s} {'vs pool':>7s} {'steady':>7s} {'vs pool':>7s} "
+               f"{'driver':>6s} {'proc':>5s} {'init':>5s} {'ready':>5s} {'batch1':>6s} {'read':>5s}  open_clip")]
+    for label in variants:
+        med = {k: float(np.median([r[k] for r in runs[label]]))
+               for k in ("total", "steady", "driver", "process", "init", "init_done", "first_done", "batch")}
+        loaded = "imported" if any(r["open_clip"] for r in runs[label]) else "not imported"
+        lines.append(f"{label:38s} {med['total']:10.2f} {med['total'] / pool:7.2f} {med['steady']:7.2f} "
+                     f"{med['steady'] / pool:7.2f} {med['driver']:6.1f} {med['process']:5.1f} {med['init']:5.1f} "
+                     f"{med['init_done']:5.1f} {med['first_done']:6.1f} {med['batch']:5.1f}  {loaded}")
+    raw = "; ".join(f"{label.split(':')[0].split(',')[0]} {r['total']:.1f}/{r['steady']:.1f}"
+                    for label in variants for r in runs[label])
+    lines.append("  (seconds from the pass's start: driver: train_dataset returned; proc: actor process started; "
+                 "init: constructor entered, after the module imports; ready: constructor done; batch1: an actor's "
+                 f"first batch decoded; read: the first batch reached the reader. Each pass, end-to-end/steady "
+                 f"clips/s: {raw})")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=160)
@@ -92,6 +245,8 @@ def main() -> None:
     ap.add_argument("--decode-batch", type=int, default=4, help="data.decode_batch_size")
     ap.add_argument("--data", default="/tmp/raytrain_bench_data", help="where the clips are generated")
     ap.add_argument("--out", default=None, help="also write the report to this file")
+    ap.add_argument("--startup-repeats", type=int, default=2,
+                    help="interleaved start-up passes per variant (actors vs driver tokenise); 0 = skip")
     args = ap.parse_args()
 
     import ray
@@ -138,6 +293,8 @@ def main() -> None:
     plain = pipeline_rates(cfg, rows, args.size, 0, args.epochs * steps)  # one pass, as a run reads it
     fill = pipeline_rates(cached, rows, args.size, 0, steps)  # epoch 0: decode every sampling, write
     hit = pipeline_rates(cached, rows, args.size, steps, 2 * steps)  # epoch 1: read
+    startup = startup_report(cfg, rows, args.size, steps, args.epochs, pool,
+                             args.startup_repeats) if args.startup_repeats else []
     ray.shutdown()
     cache_bytes = sum(f.stat().st_size for f in (runs / cached.run.name / "frame_cache").rglob("*.arrow"))
     shutil.rmtree(runs / cached.run.name, ignore_errors=True)
@@ -158,6 +315,7 @@ def main() -> None:
                f"cache {cache_bytes / 2**20:.0f} MiB for {len(rows)} clips x {args.samplings} samplings)"),
               "", (f"ratio raytrain / Pool (steady): {ratio:.2f} (target >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}); "
                    f"cache-hit epoch / decode epoch: {hit['steady'] / plain['steady']:.1f}x")]
+    lines += startup
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text("\n".join(head + lines) + "\n")

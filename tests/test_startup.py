@@ -113,3 +113,19 @@ def test_the_light_module_is_open_clips_own_file():
     module = open_clip_tokenizer_module()  # open_clip is imported here: its own module is returned
     assert module is open_clip.tokenizer
     assert Path(module.__file__).resolve() == Path(open_clip.tokenizer.__file__).resolve()
+
+
+@pytest.mark.ray
+def test_the_plans_dataset_holds_its_blocks_in_order(ray_session):
+    """``_table_dataset`` (blocks and their metadata made on the driver): the same rows, in order, in
+    the blocks ``from_arrow`` made before."""
+    import pyarrow as pa
+
+    from raytrain.data.pipeline import _table_dataset
+
+    table = pa.table({"step": pa.array(range(30), pa.int64()), "caption": pa.array([f"c{i}" for i in range(30)]),
+                      "end_s": pa.array([None, 2.5] * 15, pa.float64())})
+    ds = _table_dataset(table, 4)
+    assert ds.num_blocks() == 8 and ds.count() == 30 and ds.schema().names == table.column_names
+    assert ds.take_all() == table.to_pylist()
+    assert [len(b) for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")] == [4] * 7 + [2]

@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--eval", nargs="*", default=[], dest="eval_overrides",
                         help="extra key=value overrides of every raytrain eval (e.g. eval.dsl_temperature=0.05)")
     parser.add_argument("--out", default="bench/results/rerank_synthvtt_cpu.txt")
+    parser.add_argument("--save", default=None, help="JSON file of every evaluation so far, rewritten after each one")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the training runs")
     args = parser.parse_args()
 
@@ -129,6 +130,8 @@ def main() -> None:
         for protocol in args.protocols:
             for row in ROWS:
                 results[protocol][row][str(seed)] = _evaluate(run_dir, protocol, row, args.eval_overrides)
+                if args.save:
+                    Path(args.save).write_text(json.dumps(results, indent=1, sort_keys=True))
     eval_s = time.time() - t0
 
     first = results[args.protocols[0]]["none"][str(args.seeds[0])]

@@ -62,7 +62,7 @@ def test_corrupt_clip_error_names_the_file_and_skip_flags_the_black_stand_in(ray
     cfg = apply_overrides(tiny_config, [f"data.manifest={manifest}"])
     with pytest.raises(UserCodeException) as failed:
         list(eval_dataset(cfg, load_manifest(manifest), image_size=32).iter_batches(batch_size=3))
-    assert re.search(r"VideoDecodeError: cannot decode '[^']*broken\.mp4' with decord", str(failed.value))
+    assert re.search(r"VideoDecodeError: cannot decode '[^']*broken\.mp4' with auto: decord: ", str(failed.value))
     # data.on_bad_video=skip: every clip stays (the similarity matrix is fixed), the bad one black and flagged.
     skip = apply_overrides(cfg, ["data.on_bad_video=skip"])
     batches = list(eval_dataset(skip, load_manifest(manifest), image_size=32).iter_torch_batches(

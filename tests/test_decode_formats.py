@@ -156,3 +156,22 @@ def test_torchcodec_after_decord_in_one_process_is_refused(monkeypatch):
     monkeypatch.delitem(sys.modules, "torchcodec", raising=False)
     with pytest.raises(ImportError, match="decord was loaded first"):
         make_decoder("torchcodec")
+
+
+def test_decord_loads_no_cuda_library(corpus):
+    """decord2 dlopens every library of the nvidia wheels at import (+~400 MB per process); raytrain
+    hides them while decord loads: decoding with decord maps no more of them (in a fresh process)."""
+    import importlib.util
+    import subprocess
+
+    decord_spec = importlib.util.find_spec("decord")
+    if importlib.util.find_spec("nvidia") is None or decord_spec is None:
+        pytest.skip("no nvidia wheels in this venv: nothing for decord2 to preload")
+    code = ("from raytrain.data.decode import make_decoder; "  # torch itself maps a few nvidia libraries
+            "n = lambda: sum('/nvidia/' in line for line in open('/proc/self/maps')); before = n(); "
+            f"make_decoder('decord').decode({str(corpus['h264'])!r}, 4, 32, train=False); "
+            "import decord; print(decord.__version__, n() - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if not out[0].startswith("3."):
+        pytest.skip(f"decord {out[0]} is not decord2 (it preloads nothing)")
+    assert out[1] == "0"

@@ -41,11 +41,12 @@ class _PyAVVideo:
         self.fps = float(rate) if rate else None
         pts, keys = [], []
         for packet in self.container.demux(self.stream):
-            if packet.size == 0 or packet.is_discard:
+            if packet.size == 0:
                 continue
-            pts.append(packet.pts)
-            if packet.is_keyframe:
+            if packet.is_keyframe and packet.pts is not None:  # an edit list's hidden keyframe is a seek point too
                 keys.append(packet.pts)
+            if not packet.is_discard:
+                pts.append(packet.pts)
         self.timed = bool(pts) and None not in pts and len(set(pts)) == len(pts)
         self.pts = np.sort(np.asarray(pts, np.int64)) if self.timed else None
         self.keys = np.sort(np.asarray(keys, np.int64)) if self.timed and keys else None

@@ -28,9 +28,9 @@ def _cmd_train(args) -> None:
     inputs = validate_inputs(cfg)  # bad data or config fails here, before Ray starts (and only here)
     ensure_ray(cfg, quiet=False)
     result = fit(cfg, inputs)
-    print(f"run folder: {result.run_dir}\nlatest checkpoint: {result.checkpoint_path}")
     if any(k.startswith("t2v_") for k in result.metrics):
         print(metrics_table({cfg.run.name: result.metrics}))
+    print(result.summary(cfg.data.on_bad_video))
 
 
 def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
@@ -189,7 +189,7 @@ def _cmd_demo(args) -> None:
         print(f"[demo] generating SynthVTT ({cfg.data.synth_num_videos} clips) in {manifest.parent}", flush=True)
         main_synth(str(manifest.parent), cfg.data.synth_num_videos, cfg.data.synth_seed, 0.2)
     rows = load_manifest(manifest, split=cfg.data.eval_split)
-    ensure_ray(cfg)
+    ensure_ray(cfg, quiet=False)  # rank 0's progress lines reach this console
     print(f"[demo] evaluating the untrained model on {len(rows)} test clips", flush=True)
     seed_everything(cfg.train.seed)  # the same initial weights the training starts from
     untrained = evaluate_on_driver(cfg, build_model(cfg.model), rows)
@@ -203,7 +203,7 @@ def _cmd_demo(args) -> None:
     print()
     print(f"SynthVTT test split: {len(rows)} clips, {num_texts} captions (unseen attribute combinations)")
     print(metrics_table({"chance": chance, "untrained": untrained, "trained": trained}))
-    print(f"\nrun folder: {result.run_dir} (TensorBoard: tensorboard --logdir {result.run_dir}/tensorboard)")
+    print("\n" + result.summary(cfg.data.on_bad_video))
     print(f"demo took {time.time() - t0:.0f} s")
 
 

@@ -14,6 +14,9 @@ DEFAULT_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
     "TOKENIZERS_PARALLELISM": "false",
+    # Ray Train's print patch sends a worker's print() both to its stdout and to a console log
+    # handler: every line reached the driver twice. Off: each print once, through the worker's stdout.
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
 }
 
 

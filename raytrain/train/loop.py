@@ -99,7 +99,7 @@ def _finish(cfg: Config, job: TrainJob, state: TrainState, end_step: int, stoppe
             logger: MetricLogger, evaluator: Evaluator, checkpointer: Checkpointer) -> None:
     """The last report: a run stopped early (e.g. ASHA) keeps a checkpoint of its last step; a finished
     one evaluates first (Ray Train's Result holds the latest checkpoint's metrics) and saves ``final``."""
-    metrics = logger.take_loss()
+    metrics = {**logger.take_loss(), **logger.summary()}
     if stopped:
         if rank == 0:
             print(f"[raytrain] stop requested ({job.trial.stop_file}): ending at step {state.step}", flush=True)

@@ -10,6 +10,7 @@ metrics) and write nothing.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,26 @@ from raytrain.config import Config
 from raytrain.eval.metrics import is_eval_metric
 from raytrain.storage import tensorboard_log
 from raytrain.train.faults import log_event
+from raytrain.train.progress import Window, progress_line
 from raytrain.train.step import StepResult
 
 
 class MetricLogger:
     def __init__(self, cfg: Config, rank: int, world_size: int, step: int, steps_per_epoch: int,
                  total_steps: int, run_dir: Path | None):
-        self.cfg, self.rank, self.steps_per_epoch = cfg, rank, steps_per_epoch
+        self.cfg, self.rank, self.steps_per_epoch, self.total_steps = cfg, rank, steps_per_epoch, total_steps
+        self.clips_per_step = cfg.train.batch_size * world_size
+        self.window = _Progress()  # rank 0's progress line: the steps since the last one
+        self.run_steps, self.run_wall_s = 0, 0.0  # this attempt's training steps and their wall time
         self.losses: list[float] = []  # finite steps since the last checkpoint
         self.cache_hits: list[float] = []  # data.cache=frames: share of each batch read from the cache
         self.data_wait_s: list[float] = []
         self.compute_s: list[float] = []
         self.writer = None
         if rank == 0:
-            self.writer = tensorboard_log(cfg, purge_step=step)  # <run>/tensorboard, local folder or URI
-            self.writer.add_text("config", "```\n" + str(cfg.to_dict()) + "\n```", step)
+            # a resume at step s redoes the steps after s: drop the old points past s, keep s itself
+            self.writer = tensorboard_log(cfg, purge_step=step + 1 if step else None)  # <run>/tensorboard
+            self.writer.add_text("config", _yaml_text(cfg), step)
             print(f"[raytrain] rank 0: {world_size} worker(s), {steps_per_epoch} steps/epoch, "
                   f"{total_steps} steps in all, starting at step {step}", flush=True)
             log_event(run_dir, start_step=step)
@@ -49,10 +55,12 @@ class MetricLogger:
         if cache_hit is not None:
             self.cache_hits.append(float(cache_hit.float().mean()))
         self.data_wait_s.append(data_wait_s)
+        self.window.data_wait_s += data_wait_s
 
     def step(self, result: StepResult, step: int, lr: float, nan_steps_skipped: int) -> None:
         """After step ``step`` (1-based): keep its loss, report a skipped step, log at the interval."""
         self.compute_s.append(result.compute_s)
+        self._progress(result, step)
         if result.skipped:
             if self.rank == 0:
                 print(f"[raytrain] non-finite loss or gradient at step {step}: update skipped "
@@ -73,6 +81,22 @@ class MetricLogger:
         self._scalar("time/data_wait_s", float(np.mean(self.data_wait_s[-last:])), step)
         self._scalar("time/compute_s", float(np.mean(self.compute_s[-last:])), step)
 
+    def _progress(self, result: StepResult, step: int) -> None:
+        """Rank 0: the progress line every ``log_every`` steps and at each epoch's end."""
+        wall = self.window.tick(None if result.skipped else result.loss)
+        self.run_steps, self.run_wall_s = self.run_steps + 1, self.run_wall_s + wall
+        epoch_end = step % self.steps_per_epoch == 0
+        if self.rank != 0 or not (epoch_end or step % self.cfg.train.log_every == 0):
+            return
+        print(progress_line(step, self.total_steps, self.steps_per_epoch, self.window.take(self.clips_per_step),
+                            epoch_end), flush=True)
+
+    def summary(self) -> dict[str, float]:
+        """This attempt's training throughput (clips per second of step wall time, evaluations apart)."""
+        if not self.run_wall_s:
+            return {}
+        return {"train_clips_per_s": self.run_steps * self.clips_per_step / self.run_wall_s}
+
     def take_loss(self) -> dict[str, float]:
         """The mean loss since the last checkpoint (for the report), and start a new window."""
         out = {"loss": float(np.mean(self.losses))} if self.losses else {}
@@ -83,6 +107,7 @@ class MetricLogger:
         for key, value in metrics.items():
             if is_eval_metric(key):
                 self._scalar(f"eval/{key}", value, step)
+        self.window.restart()  # the evaluation's time is not the next step's
         return metrics
 
     def checkpoint(self, metrics: dict[str, Any] | None) -> None:
@@ -98,3 +123,38 @@ class MetricLogger:
     def _scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
+
+
+class _Progress:
+    """The running window of the progress line: steps, wall time since its start, data wait, losses."""
+
+    def __init__(self):
+        self.t0 = self.last = time.perf_counter()
+        self.steps, self.data_wait_s, self.losses = 0, 0.0, []
+
+    def tick(self, loss: float | None) -> float:
+        """One step ended (``loss``: None if skipped); its wall time since the previous one."""
+        now = time.perf_counter()
+        wall, self.last = now - self.last, now
+        self.steps += 1
+        if loss is not None:
+            self.losses.append(loss)
+        return wall
+
+    def restart(self) -> None:
+        """Time spent outside the steps (an evaluation) is left out of the window."""
+        now = time.perf_counter()
+        self.t0 += now - self.last
+        self.last = now
+
+    def take(self, clips_per_step: int) -> Window:
+        out = Window(self.steps, self.last - self.t0, self.data_wait_s, clips_per_step, list(self.losses))
+        self.t0, self.steps, self.data_wait_s, self.losses = self.last, 0, 0.0, []
+        return out
+
+
+def _yaml_text(cfg: Config) -> str:
+    """The config as YAML for TensorBoard's text tab (indented 4: markdown's code block)."""
+    import yaml
+
+    return "\n".join("    " + line for line in yaml.safe_dump(cfg.to_dict(), sort_keys=False).splitlines())

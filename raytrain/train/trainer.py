@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.job import TrainJob
 from raytrain.train.loop import train_loop_per_worker
+from raytrain.train.progress import summary_lines
 from raytrain.train.recipe import recipe_line
 from raytrain.train.state import latest_checkpoint_step
 
@@ -28,6 +30,13 @@ class FitResult:
     metrics: dict[str, Any]
     checkpoint_path: str | None
     run_dir: str
+    wall_s: float = 0.0  # the fit's wall time (Ray Train start-up and evaluation included)
+    metrics_json: str | None = None  # where metrics.json was written (None: no evaluation, not written)
+
+    def summary(self, on_bad_video: str) -> str:
+        """The closing summary (raytrain/train/progress.py): time, steps, throughput, skips, paths."""
+        return "\n".join(summary_lines(self.metrics, self.wall_s, self.run_dir, self.checkpoint_path,
+                                        self.metrics_json, join(self.run_dir, "tensorboard"), on_bad_video))
 
 
 def resolve_paths(cfg: Config) -> Config:
@@ -144,15 +153,18 @@ def _data_config(cfg: Config, datasets: dict):
 def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
     """Train (resuming from the run's latest checkpoint if there is one) and write ``metrics.json``;
     ``inputs``: ``validate_inputs(cfg)`` when the caller has already run it (the checks run once)."""
+    t0 = time.time()
     trainer, cfg = build_trainer(cfg, inputs=inputs)
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs
     if not is_uri(out):
         os.makedirs(out, exist_ok=True)
+    metrics_json = None
     if any(k.startswith("t2v_") for k in metrics):
-        write_text(join(out, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True))
+        metrics_json = join(out, "metrics.json")
+        write_text(metrics_json, json.dumps(metrics, indent=2, sort_keys=True))
     ckpt = result.checkpoint.path if result.checkpoint is not None else None
     if ckpt is not None and is_uri(cfg.run.storage_path) and not is_uri(ckpt):
         ckpt = f"{cfg.run.storage_path.split('://', 1)[0]}://{ckpt}"  # Ray gives the path inside the bucket
-    return FitResult(metrics, ckpt, out)
+    return FitResult(metrics, ckpt, out, time.time() - t0, metrics_json)

@@ -287,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
         print(f"raytrain {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nraytrain {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
     except Exception as exc:
+        if type(exc).__name__ == "RunInterrupted":
+            print(f"\n{exc}", file=sys.stderr)
+            return 130
         if type(exc).__name__ != "TrainingFailedError":
             raise
         # Ray wraps the worker's error; its text names the failing file or key. Checkpoints written

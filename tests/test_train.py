@@ -26,15 +26,27 @@ def _event_scalars(run_dir: Path, tag: str) -> dict[int, float]:
     return out
 
 
-def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config):
-    # 48 train clips / 2 workers / batch 4 -> 6 steps per epoch; stop after 4, then resume to 6.
-    cfg = apply_overrides(tiny_config, ["train.stop_at_step=4", "eval.at_end=false"])
+def _tensorboard_as_read(run_dir: Path, tag: str) -> dict[int, float]:
+    """The points TensorBoard shows for ``tag``: the run's event files read together, purges applied."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)} if tag in acc.Tags()["scalars"] else {}
+
+
+def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config, capsys):
+    # 48 train clips / 2 workers / batch 4 -> 6 steps per epoch; stop after 4, then resume to 6. The
+    # first segment is shorter than its checkpoint interval: it still checkpoints at its end.
+    cfg = apply_overrides(tiny_config, ["train.stop_at_step=4", "eval.at_end=false", "checkpoint.every=50"])
     first = fit(cfg)
     state = load_training_state(find_checkpoint(first.checkpoint_path))
     assert state["step"] == 4 and state["extra"]["start_step"] == 0
     assert len(state["rng"]) == 2  # every rank's RNG state is kept
 
+    capsys.readouterr()
     second = fit(apply_overrides(tiny_config, ["eval.at_end=true"]))
+    assert "[raytrain] resuming t at step 4 of 6" in capsys.readouterr().out
     final = load_training_state(find_checkpoint(second.checkpoint_path))
     assert final["step"] == 6 and final["extra"]["start_step"] == 4
     assert final["scheduler"]["last_epoch"] == 6  # the LR schedule continued, not restarted
@@ -44,11 +56,19 @@ def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"t2v_R1", "t2v_MdR", "v2t_R5"} <= set(metrics) and metrics["step"] == 6
     assert "eval/t2v_R1" in _event_tags(run)
+    # TensorBoard, reading the segments together, shows every step once: the resumed writer's purge
+    # dropped nothing before the resume (step 4, logged before the checkpoint, included).
+    assert sorted(_tensorboard_as_read(run, "train/loss")) == list(range(1, 7))
+    assert sorted(_tensorboard_as_read(run, "time/step_s")) == list(range(1, 7))
 
-    # Running the finished run again trains nothing more and keeps the finished checkpoint.
+    # Running the finished run again says so and does nothing: no training, no evaluation, no new
+    # checkpoint, metrics.json as it was.
+    before = (sorted(p.name for p in run.glob("checkpoint_*")), (run / "metrics.json").read_text())
     third = fit(apply_overrides(tiny_config, ["eval.at_end=false"]))
+    assert "already finished (step 6 of 6): nothing to do" in capsys.readouterr().out
     assert load_training_state(find_checkpoint(third.checkpoint_path))["step"] == 6
-    assert Path(second.checkpoint_path).exists()
+    assert (sorted(p.name for p in run.glob("checkpoint_*")), (run / "metrics.json").read_text()) == before
+    assert third.metrics["t2v_R1"] == metrics["t2v_R1"] and "loss" in third.metrics
 
 
 def _event_tags(run_dir: Path) -> set[str]:

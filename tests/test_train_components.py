@@ -107,6 +107,11 @@ def test_the_metric_logger_windows_losses_and_logs_data_wait_and_compute(tmp_pat
     assert scalars["time/data_wait_s"] == {2: 0.5, 4: 0.5} and scalars["time/compute_s"] == {2: 0.25, 4: 0.25}
     assert scalars["data/cache_hit_rate"] == {2: 0.5, 4: 0.5} and scalars["train/aux"] == {2: 0.5, 4: 0.5}
     assert scalars["eval/t2v_R1"] == {4: 50.0} and "eval/num_videos" not in scalars
+    assert scalars["train/grad_norm"] == {2: 1.0, 4: 1.0}  # the finite steps' norms
+    assert set(scalars["time/step_s"]) == set(scalars["data/clips_per_s"]) == {2, 4}
+    assert all(0 <= v <= 1 for v in scalars["time/data_wait_share"].values())
+    text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "    train:\n" in text and "      log_every: 2" in text  # YAML, not a dict repr
 
 
 def test_other_ranks_log_nothing_but_keep_the_loss(tmp_path):

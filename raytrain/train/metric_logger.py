@@ -23,11 +23,30 @@ from raytrain.train.faults import log_event
 from raytrain.train.progress import Window, progress_line
 from raytrain.train.step import StepResult
 
+STEP_REACHED_FILE = "step_reached.json"  # rank 0's last progress step, for the Ctrl-C message
+
+
+def write_step_reached(run_dir: Path | None, step: int) -> None:
+    if run_dir is None:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{STEP_REACHED_FILE}.tmp"
+    tmp.write_text(json.dumps({"step": step}))
+    tmp.replace(run_dir / STEP_REACHED_FILE)
+
+
+def read_step_reached(run_dir: Path | None) -> int | None:
+    try:
+        return int(json.loads((Path(run_dir) / STEP_REACHED_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
 
 class MetricLogger:
     def __init__(self, cfg: Config, rank: int, world_size: int, step: int, steps_per_epoch: int,
                  total_steps: int, run_dir: Path | None):
         self.cfg, self.rank, self.steps_per_epoch, self.total_steps = cfg, rank, steps_per_epoch, total_steps
+        self.run_dir = run_dir
         self.clips_per_step = cfg.train.batch_size * world_size
         self.window = _Progress()  # rank 0's progress line: the steps since the last one
         self.run_steps, self.run_wall_s = 0, 0.0  # this attempt's training steps and their wall time
@@ -35,6 +54,8 @@ class MetricLogger:
         self.cache_hits: list[float] = []  # data.cache=frames: share of each batch read from the cache
         self.data_wait_s: list[float] = []
         self.compute_s: list[float] = []
+        self.step_wall_s: list[float] = []  # wall time of each step, its data wait included
+        self.grad_norms: list[float] = []
         self.writer = None
         if rank == 0:
             # a resume at step s redoes the steps after s: drop the old points past s, keep s itself
@@ -80,16 +101,35 @@ class MetricLogger:
             self._scalar("data/cache_hit_rate", float(np.mean(self.cache_hits[-last:])), step)
         self._scalar("time/data_wait_s", float(np.mean(self.data_wait_s[-last:])), step)
         self._scalar("time/compute_s", float(np.mean(self.compute_s[-last:])), step)
+        self._throughput(step, last)
+
+    def _throughput(self, step: int, last: int) -> None:
+        """Step time, the share of it spent waiting for data, clips/s, gradient norm, GPU memory."""
+        wall = float(np.sum(self.step_wall_s[-last:]))
+        self._scalar("time/step_s", wall / len(self.step_wall_s[-last:]), step)
+        if wall > 0:
+            self._scalar("time/data_wait_share", min(1.0, float(np.sum(self.data_wait_s[-last:])) / wall), step)
+            self._scalar("data/clips_per_s", len(self.step_wall_s[-last:]) * self.clips_per_step / wall, step)
+        if self.grad_norms:
+            self._scalar("train/grad_norm", float(np.mean(self.grad_norms[-last:])), step)
+        import torch
+
+        if torch.cuda.is_available():
+            self._scalar("gpu/max_memory_allocated_gb", torch.cuda.max_memory_allocated() / 1e9, step)
 
     def _progress(self, result: StepResult, step: int) -> None:
         """Rank 0: the progress line every ``log_every`` steps and at each epoch's end."""
         wall = self.window.tick(None if result.skipped else result.loss)
+        self.step_wall_s.append(wall)
+        if not result.skipped:
+            self.grad_norms.append(float(result.grad_norm))
         self.run_steps, self.run_wall_s = self.run_steps + 1, self.run_wall_s + wall
         epoch_end = step % self.steps_per_epoch == 0
         if self.rank != 0 or not (epoch_end or step % self.cfg.train.log_every == 0):
             return
         print(progress_line(step, self.total_steps, self.steps_per_epoch, self.window.take(self.clips_per_step),
                             epoch_end), flush=True)
+        write_step_reached(self.run_dir, step)
 
     def summary(self) -> dict[str, float]:
         """This attempt's training throughput (clips per second of step wall time, evaluations apart)."""

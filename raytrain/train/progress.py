@@ -69,10 +69,14 @@ def resume_line(run: str, step: int, total_steps: int) -> str:
     return f"[raytrain] resuming {run} at step {step} of {total_steps}"
 
 
-def interrupted_line(step: int | None, checkpoint_step: int) -> str:
-    """What Ctrl-C leaves: the step reached (None: unknown), the last checkpoint, how to go on."""
+def interrupted_line(step: int | None, checkpoint_step: int | None) -> str:
+    """What Ctrl-C leaves: the step reached (None: unknown), the last checkpoint (None: unknown, e.g.
+    remote storage; 0: none), how to go on."""
     reached = f"interrupted at step {step}" if step is not None else "interrupted"
-    last = f"the last checkpoint is step {checkpoint_step}" if checkpoint_step else "there is no checkpoint yet"
+    if checkpoint_step is None:
+        last = "the run resumes from its latest checkpoint"
+    else:
+        last = f"the last checkpoint is step {checkpoint_step}" if checkpoint_step else "there is no checkpoint yet"
     return f"raytrain: {reached}; {last}; rerun the same command to resume"
 
 

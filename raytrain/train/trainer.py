@@ -20,9 +20,14 @@ from raytrain.model.clip_video import model_image_size
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.job import TrainJob
 from raytrain.train.loop import train_loop_per_worker
-from raytrain.train.progress import summary_lines
+from raytrain.train.metric_logger import read_step_reached
+from raytrain.train.progress import finished_line, interrupted_line, resume_line, summary_lines
 from raytrain.train.recipe import recipe_line
-from raytrain.train.state import latest_checkpoint_step
+from raytrain.train.state import find_checkpoint, latest_checkpoint_step, load_training_state
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C ended the run; the message says the step reached, the last checkpoint and how to go on."""
 
 
 @dataclass
@@ -97,6 +102,8 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
+    if start_step:
+        print(resume_line(cfg.run.name, start_step, total_steps), flush=True)
     datasets = train_datasets(cfg, train_rows, image_size, start_step, end_step, data_columns(cfg))
     bank_texts, bank_clips = [], []
     if eval_rows:
@@ -154,9 +161,18 @@ def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
     """Train (resuming from the run's latest checkpoint if there is one) and write ``metrics.json``;
     ``inputs``: ``validate_inputs(cfg)`` when the caller has already run it (the checks run once)."""
     t0 = time.time()
+    inputs = inputs if inputs is not None else validate_inputs(cfg)
+    done = finished_run(inputs)
+    if done is not None:
+        return done
     trainer, cfg = build_trainer(cfg, inputs=inputs)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ray's SIGINT handler ends the wait with sys.exit(0)
+        raise RunInterrupted(interrupt_message(cfg)) from None
     metrics = dict(result.metrics or {})
+    if not (metrics.get("final") or metrics.get("stopped")) and result.error is None:
+        raise RunInterrupted(interrupt_message(cfg))  # Ray's SIGINT handler aborted the run
     out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs
     if not is_uri(out):
         os.makedirs(out, exist_ok=True)
@@ -168,3 +184,36 @@ def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
     if ckpt is not None and is_uri(cfg.run.storage_path) and not is_uri(ckpt):
         ckpt = f"{cfg.run.storage_path.split('://', 1)[0]}://{ckpt}"  # Ray gives the path inside the bucket
     return FitResult(metrics, ckpt, out, time.time() - t0, metrics_json)
+
+
+def finished_run(inputs: TrainInputs) -> FitResult | None:
+    """A run folder whose checkpoints already reach the planned end: say so and return its result
+    (its metrics.json and checkpoints untouched, no evaluation); None when there is training to do."""
+    cfg = inputs.cfg
+    if is_uri(cfg.run.storage_path):
+        return None
+    items = num_epoch_items(inputs.train_rows, cfg.data.epoch_unit)
+    _, total_steps = plan_steps(items, cfg.scaling.num_workers, cfg.train.batch_size, cfg.train.epochs,
+                                cfg.train.max_steps)
+    end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
+    folder = run_dir(cfg)
+    step = latest_checkpoint_step(folder) if folder.is_dir() else 0
+    if step < end_step:
+        return None
+    print(f"[raytrain] {finished_line(str(folder), step, total_steps)}", flush=True)
+    ckpt = find_checkpoint(folder)
+    metrics_json = folder / "metrics.json"
+    if metrics_json.is_file():
+        metrics = json.loads(metrics_json.read_text())
+    else:
+        metrics = dict(load_training_state(ckpt).get("extra", {}).get("metrics", {}))
+    return FitResult(metrics, str(ckpt), str(folder), 0.0, str(metrics_json) if metrics_json.is_file() else None)
+
+
+def interrupt_message(cfg: Config) -> str:
+    """``interrupted at step N; the last checkpoint is step M; rerun ...`` from the run folder (the step
+    rank 0 last reported in ``step_reached.json``, the newest complete checkpoint)."""
+    if is_uri(cfg.run.storage_path):
+        return interrupted_line(None, None)
+    folder = run_dir(cfg)
+    return interrupted_line(read_step_reached(folder), latest_checkpoint_step(folder) if folder.is_dir() else 0)

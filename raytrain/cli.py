@@ -207,6 +207,24 @@ def _cmd_demo(args) -> None:
     print(f"demo took {time.time() - t0:.0f} s")
 
 
+def _cmd_config(args) -> None:
+    from raytrain.config.reference import reference_text, resolved_yaml
+
+    if args.config is None and not args.overrides:
+        print(reference_text())
+    else:
+        print(resolved_yaml(load_config(args.config, args.overrides)), end="")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("raytrain")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _v2t_chance(rows) -> dict:
     """Expected video→text metrics of a random ranking: each video has c of the n captions."""
     import numpy as np
@@ -217,16 +235,30 @@ def _v2t_chance(rows) -> dict:
     return video_to_text_metrics(np.zeros((len(owner), len(rows))), owner)
 
 
+CONFIG_HINT = ("Config keys: `raytrain config` lists every key with its default, type, allowed values and "
+               "meaning; `raytrain config --config FILE [key=value ...]` prints the resolved config.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raytrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="raytrain", description=__doc__, epilog=CONFIG_HINT)
+    parser.add_argument("--version", action="version", version=f"raytrain {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate the SynthVTT benchmark (real H.264 clips + manifest)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--num-videos", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--out", required=True, help="folder for the videos and manifest.parquet")
+    p.add_argument("--num-videos", type=int, default=200, help="clips to generate (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scenes and captions (default 0)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of clips in the test split, from held-out (shape, colour) pairs (default 0.2)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("config", help="list every config key (default, type, allowed values, meaning), or "
+                                      "print the resolved config of a YAML plus overrides",
+                       description="Without arguments: every config key with its default, type, allowed values "
+                                   "and meaning. With --config and/or overrides: the resolved config as YAML.")
+    p.add_argument("--config", default=None, help="YAML config to resolve (configs/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.epochs=2")
+    p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser(
         "prepare", help="write a manifest from a benchmark's annotation files, or your own csv/jsonl, and videos",
@@ -252,28 +284,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (("train", _cmd_train, "train with Ray Train (resumes the run if it exists)"),
                              ("demo", _cmd_demo, "generate SynthVTT, train, evaluate, compare")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, epilog=CONFIG_HINT)
         p.add_argument("--config", default=None, help="YAML config (configs/*.yaml)")
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.epochs=2")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("sweep", help="Ray Tune sweep over a search space, one Ray Train run per trial")
+    p = sub.add_parser("sweep", help="Ray Tune sweep over a search space, one Ray Train run per trial",
+                       epilog=CONFIG_HINT)
     p.add_argument("--config", default=None, help="base YAML config (its sweep: section sets the search)")
     p.add_argument("--space", default=None, help="search space YAML (search_spaces/*.yaml)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted sweep in DIR")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides of the base config")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("cache", help="fill the frame cache (data.cache=frames) of the train and eval splits")
+    p = sub.add_parser("cache", help="fill the frame cache (data.cache=frames) of the train and eval splits",
+                       epilog=CONFIG_HINT)
     p.add_argument("--config", default=None, help="the training run's YAML config")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.cache=frames")
     p.set_defaults(func=_cmd_cache)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split",
+                       epilog=CONFIG_HINT)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default=None, help="metrics.json path (default: inside the checkpoint)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.manifest=other.parquet")
     p.set_defaults(func=_cmd_eval)
+    for p in sub.choices.values():
+        p.add_argument("--verbose", action="store_true",
+                       help="show Ray's and the libraries' own logs on the console, and full tracebacks")
     return parser
 
 

@@ -15,7 +15,7 @@ from raytrain.eval.metrics import LOWER_IS_BETTER
 
 @dataclass(frozen=True)
 class RunSection:
-    name: str = "run"
+    name: str = "run"  # the run folder's name: <storage_path>/<name> (rerunning the same name resumes it)
     storage_path: str = "runs"  # local folder, shared filesystem path, or pyarrow URI (s3://, gs://)
     # Does every node see storage_path? auto: URIs and network mounts (NFS, ...) yes, other local paths
     # no; a multi-node cluster refuses a path that is not shared (docs/cluster.md).
@@ -25,24 +25,24 @@ class RunSection:
 
 @dataclass(frozen=True)
 class DataSection:
-    manifest: str = "data/synthvtt/manifest.parquet"
-    train_split: str = "train"
-    eval_split: str = "test"
-    num_frames: int = knob(8, at_least(1))
+    manifest: str = "data/synthvtt/manifest.parquet"  # the Parquet manifest (raytrain prepare / synth)
+    train_split: str = "train"  # the manifest split trained on
+    eval_split: str = "test"  # the manifest split evaluated on
+    num_frames: int = knob(8, at_least(1))  # frames sampled per clip
     max_words: int = knob(32, at_least(4))  # caption length in tokens (CLIP4Clip: 32)
     # decord (decord2's wheel when installed), pyav, auto (decord, then PyAV for a file decord cannot
     # read: counted, logged), torchcodec / torchcodec-cuda (NVDEC; the optional [torchcodec] extra).
     # docs/decoders.md: which formats each reads and how fast.
     decoder: Literal["auto", "decord", "pyav", "torchcodec", "torchcodec-cuda"] = "auto"
-    decode_actors: int = knob(1, at_least(1))
-    decode_cpus: float = knob(0.5, above(0))
+    decode_actors: int = knob(1, at_least(1))  # Ray Data decode actors (per dataset)
+    decode_cpus: float = knob(0.5, above(0))  # CPUs each decode actor reserves
     decode_batch_size: int = knob(8, at_least(1))  # clips per map_batches call
     # A custom Ray resource each decode actor requests (e.g. "decode", given only to CPU nodes) so the
     # decode actors stay off the GPU nodes; "" = no custom resource.
     decode_resource: str = ""
-    decode_resource_per_actor: float = knob(1.0, above(0))
+    decode_resource_per_actor: float = knob(1.0, above(0))  # units of decode_resource per decode actor
     synth_num_videos: int = knob(0, at_least(0))  # > 0: `raytrain demo` generates SynthVTT at data.manifest's folder
-    synth_seed: int = 0
+    synth_seed: int = 0  # the seed of the SynthVTT set `raytrain demo` generates
     # A clip that cannot be decoded: "error" stops the run naming the file and the decoder's message;
     # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
     on_bad_video: Literal["error", "skip"] = "error"
@@ -82,8 +82,8 @@ class ModelSection:
     arch: str = "ViT-B-32"  # any open_clip model name, or one of raytrain's tiny configs (RT-*)
     pretrained: str | None = None  # local checkpoint path; None = random init
     temporal: Literal["meanP", "seqLSTM", "seqTransf"] = "meanP"  # CLIP4Clip's three heads
-    temporal_layers: int = knob(4, at_least(1))
-    max_logit_scale: float = knob(100.0, above(0))
+    temporal_layers: int = knob(4, at_least(1))  # blocks of the seqTransf / seqLSTM head
+    max_logit_scale: float = knob(100.0, above(0))  # the upper bound of the learnable logit scale
     # Recompute each transformer block's activations in the backward pass instead of storing them
     # (towers and seqTransf): less memory for long clips / big batches, ~30 % more compute.
     grad_checkpointing: bool = False
@@ -173,7 +173,7 @@ class TpmclSection:
 
 @dataclass(frozen=True)
 class MethodSection:
-    name: Literal["clip4clip", "mascot", "miles", "dmae"] = "clip4clip"
+    name: Literal["clip4clip", "mascot", "miles", "dmae"] = "clip4clip"  # the training method (methods.md)
     # Loss on the main G×G similarity: auto = negnce for dmae, infonce for the others.
     contrastive: Literal["auto", "infonce", "negnce"] = "auto"
     mascot: MascotSection = field(default_factory=MascotSection)
@@ -205,11 +205,11 @@ class MethodSection:
 class OptimSection:
     lr: float = knob(1e-4, above(0))  # new modules (temporal transformer, logit scale, method heads)
     tower_lr: float = knob(1e-7, at_least(0))  # the open_clip towers (CLIP4Clip fine-tunes them gently)
-    weight_decay: float = knob(0.2, at_least(0))
-    beta1: float = knob(0.9, within(0, 1, closed="low"))
-    beta2: float = knob(0.98, within(0, 1, closed="low"))
-    eps: float = knob(1e-6, above(0))
-    warmup_fraction: float = knob(0.1, within(0, 1, closed="low"))
+    weight_decay: float = knob(0.2, at_least(0))  # AdamW's decoupled weight decay
+    beta1: float = knob(0.9, within(0, 1, closed="low"))  # AdamW's first-moment decay
+    beta2: float = knob(0.98, within(0, 1, closed="low"))  # AdamW's second-moment decay
+    eps: float = knob(1e-6, above(0))  # AdamW's denominator epsilon
+    warmup_fraction: float = knob(0.1, within(0, 1, closed="low"))  # share of the steps with a linear LR warmup
     grad_clip: float = knob(1.0, at_least(0, "0 disables clipping"))  # max global gradient norm
     # cosine: linear warmup, then a cosine re-based to start at the end of warmup; clip4clip_cosine:
     # CLIP4Clip's BertAdam warmup_cosine, 0.5 (1 + cos(pi * step / total)) after warmup, where the
@@ -243,14 +243,14 @@ class ScalingSection:
 @dataclass(frozen=True)
 class TrainSection:
     """The optimisation loop: batches, length, precision, seed, and what a failure does."""
-    batch_size: int = knob(32, at_least(2, "a contrastive batch needs negatives"))  # per worker
+    batch_size: int = knob(32, at_least(2, "a contrastive batch needs negatives"))  # clips per step per worker
     epochs: int = knob(5, at_least(1))
     max_steps: int = knob(0, at_least(0))  # > 0 caps the total number of optimizer steps
     stop_at_step: int = knob(0, at_least(0))  # > 0: checkpoint and stop cleanly after this step
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     # torch.compile the training objective (after DDP wraps it) with this mode; none = eager.
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
-    log_every: int = knob(10, at_least(1))  # steps
+    log_every: int = knob(10, at_least(1))  # steps between progress lines (rank 0) and TensorBoard points
     seed: int = 0
     on_nan: Literal["skip", "stop"] = "stop"  # a non-finite loss or gradient: skip the update, or stop
     # Worker-group restarts (from the latest checkpoint) before the run fails; -1 retries forever.
@@ -260,7 +260,7 @@ class TrainSection:
 @dataclass(frozen=True)
 class CheckpointSection:
     """When checkpoints are written and which are kept."""
-    every: int = knob(50, at_least(1))  # steps
+    every: int = knob(50, at_least(1))  # steps between checkpoints (a run also checkpoints at its end)
     keep: int = knob(2, at_least(1))
     keep_best_by: str = knob("", reported_metric(allow_empty=True))  # "" keeps the latest `keep`
     keep_best_order: Literal["min", "max"] = "min"
@@ -268,8 +268,8 @@ class CheckpointSection:
 
 @dataclass(frozen=True)
 class EvalSection:
-    batch_size: int = knob(32, at_least(1))
-    text_batch_size: int = knob(256, at_least(1))
+    batch_size: int = knob(32, at_least(1))  # clips embedded at a time
+    text_batch_size: int = knob(256, at_least(1))  # captions embedded at a time
     # Queries scored at a time against every candidate (metrics stay exact; memory ~ block x candidates)
     sim_block: int = knob(1024, at_least(1))
     at_end: bool = True  # evaluate the eval split once training ends
@@ -335,7 +335,7 @@ class SweepSection:
 class RaySection:
     address: str | None = None  # None: connect to a running cluster if any, else start a local one
     num_cpus: int | None = None  # logical CPUs for a local Ray started by raytrain
-    object_store_mb: int | None = None
+    object_store_mb: int | None = None  # object store size of a local Ray started by raytrain (None: Ray's)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from raytrain.config import ConfigError, load_config
@@ -26,6 +27,7 @@ def _cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.overrides)
     inputs = validate_inputs(cfg)  # bad data or config fails here, before Ray starts (and only here)
+    args.run_cfg = inputs.cfg  # for a failure's message: the run folder, the manifest
     ensure_ray(cfg, quiet=False)
     result = fit(cfg, inputs)
     if any(k.startswith("t2v_") for k in result.metrics):
@@ -180,6 +182,7 @@ def _cmd_demo(args) -> None:
 
     t0 = time.time()
     cfg = load_config(args.config, args.overrides)
+    args.run_cfg = cfg
     manifest = Path(cfg.data.manifest)
     if not manifest.is_file():
         if cfg.data.synth_num_videos <= 0:
@@ -328,17 +331,44 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nraytrain {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- every failure of a command ends in one message
         if type(exc).__name__ == "RunInterrupted":
             print(f"\n{exc}", file=sys.stderr)
             return 130
-        if type(exc).__name__ != "TrainingFailedError":
-            raise
-        # Ray wraps the worker's error; its text names the failing file or key. Checkpoints written
-        # before the failure stay in the run folder, and running the command again resumes there.
-        print(f"raytrain {args.command}: training failed: {exc}", file=sys.stderr)
+        # Ray wraps the worker's error (TrainingFailedError, WorkerGroupError, ...): one message with its
+        # useful line, the clip's manifest row, the run folder and its last good checkpoint (a rerun
+        # resumes there); the whole traceback only with --verbose.
+        if args.verbose:
+            traceback.print_exception(exc)
+        print(_failure_message(args, exc), file=sys.stderr)
         return 1
     return 0
+
+
+def _failure_message(args, exc: BaseException) -> str:
+    from raytrain.failure import decoded_file, error_text, failure_message, manifest_row, short_error
+
+    short = short_error(error_text(exc))
+    cfg = getattr(args, "run_cfg", None)
+    row = folder = checkpoint = None
+    if cfg is not None:
+        bad = decoded_file(short)
+        try:
+            if bad is not None:
+                from raytrain.data.manifest import load_manifest
+
+                rows = load_manifest(cfg.data.manifest)
+                row = manifest_row([r.path for r in rows], [r.video_id for r in rows], bad)
+            if "://" not in cfg.run.storage_path:
+                from raytrain.train.state import find_checkpoint, load_training_state
+
+                folder = str(Path(cfg.run.storage_path).resolve() / cfg.run.name)
+                if Path(folder).is_dir():
+                    ckpt = find_checkpoint(folder)
+                    checkpoint = f"step {load_training_state(ckpt)['step']} at {ckpt}"
+        except (OSError, ValueError, KeyError, ManifestError):  # no checkpoint yet, or no manifest
+            pass
+    return failure_message(args.command, short, row, folder, checkpoint, verbose_hint=not args.verbose)
 
 
 if __name__ == "__main__":

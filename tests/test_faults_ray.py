@@ -51,3 +51,27 @@ def test_nan_loss(ray_session, tiny_config, tmp_path, mode):
         assert r.final_step == 4 and r.metrics["nan_steps_skipped"] == 1
     else:
         assert r.stopped_as_expected and not r.finished, r.error
+
+
+def test_a_failed_train_command_ends_in_one_message_and_exit_code_1(ray_session, synth_dir, tmp_path, capsys):
+    """`raytrain train` on a manifest with undecodable clips: rc 1 and one short message naming the
+    file, its manifest row and video_id, the run folder and its last good checkpoint; no traceback."""
+    from drills import bad_video_manifest
+    from tiny import tiny_fit_config, tiny_overrides
+
+    from raytrain.cli import main
+    from raytrain.data.manifest import load_manifest
+
+    cfg = tiny_fit_config(synth_dir, tmp_path / "runs", "bad")
+    manifest = bad_video_manifest(cfg, tmp_path / "bad")
+    overrides = [*tiny_overrides(synth_dir), f"data.manifest={manifest}", f"run.storage_path={tmp_path / 'runs'}",
+                 "run.name=bad", "train.max_steps=2", "data.per_rank_plan=true", "eval.at_end=false"]
+    capsys.readouterr()
+    assert main(["train", *overrides]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 4, err
+    assert err.startswith("raytrain train: failed: cannot decode '"), err
+    rows = load_manifest(manifest)
+    bad = next(i for i, r in enumerate(rows) if r.path in err)
+    assert f"manifest row {bad} (video_id '{rows[bad].video_id}')" in err
+    assert f"run folder: {tmp_path / 'runs' / 'bad'}; last good checkpoint: none" in err

@@ -47,7 +47,7 @@ def test_the_message_names_the_row_the_run_folder_and_the_last_checkpoint():
                           "runs/r", "step 2 at runs/r/checkpoint_1")
     assert msg.splitlines() == ["raytrain train: failed: cannot decode 'f.mp4' with decord: x",
                                 "  the clip: manifest row 1 (video_id 't')",
-                                "  run folder: runs/r; last good checkpoint: step 2 at runs/r/checkpoint_1 "
-                                "(rerun the same command to resume from it)",
+                                ("  run folder: runs/r; last good checkpoint: step 2 at runs/r/checkpoint_1 "
+                                "(rerun the same command to resume from it)"),
                                 "  (--verbose shows the full traceback)"]
     assert "last good checkpoint: none" in failure_message("train", "x", None, "runs/r", None)

@@ -112,6 +112,8 @@ def test_the_metric_logger_windows_losses_and_logs_data_wait_and_compute(tmp_pat
     assert all(0 <= v <= 1 for v in scalars["time/data_wait_share"].values())
     text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "    train:\n" in text and "      log_every: 2" in text  # YAML, not a dict repr
+    assert "_hparams_/session_start_info" in acc.summary_metadata  # the HParams tab: config vs eval metrics
+    assert scalars["hparam/t2v_R1"] == {0: 50.0}
 
 
 def test_other_ranks_log_nothing_but_keep_the_loss(tmp_path):

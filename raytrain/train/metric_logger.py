@@ -56,6 +56,7 @@ class MetricLogger:
         self.compute_s: list[float] = []
         self.step_wall_s: list[float] = []  # wall time of each step, its data wait included
         self.grad_norms: list[float] = []
+        self.last_eval: dict[str, float] = {}  # for the HParams tab at close
         self.writer = None
         if rank == 0:
             # a resume at step s redoes the steps after s: drop the old points past s, keep s itself
@@ -148,6 +149,7 @@ class MetricLogger:
             if is_eval_metric(key):
                 self._scalar(f"eval/{key}", value, step)
         self.window.restart()  # the evaluation's time is not the next step's
+        self.last_eval = {k: float(v) for k, v in metrics.items() if is_eval_metric(k)}
         return metrics
 
     def checkpoint(self, metrics: dict[str, Any] | None) -> None:
@@ -157,6 +159,9 @@ class MetricLogger:
 
     def close(self) -> None:
         if self.writer is not None:
+            if self.last_eval:  # HParams: single runs compare side by side (config keys vs last metrics)
+                self.writer.add_hparams(_hparams(self.cfg), {f"hparam/{k}": v for k, v in self.last_eval.items()},
+                                        run_name=".")
             self.writer.close()
             self.writer = None
 
@@ -191,6 +196,21 @@ class _Progress:
         out = Window(self.steps, self.last - self.t0, self.data_wait_s, clips_per_step, list(self.losses))
         self.t0, self.steps, self.data_wait_s, self.losses = self.last, 0, 0.0, []
         return out
+
+
+def _hparams(cfg: Config) -> dict[str, Any]:
+    """The config flattened to ``section.key`` scalars (None as text) for TensorBoard's HParams tab."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[prefix + key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    walk(cfg.to_dict(), "")
+    return out
 
 
 def _yaml_text(cfg: Config) -> str:

@@ -113,6 +113,18 @@ def test_prepare_invalidates_a_stale_cache_in_the_run_folder(tmp_path, capsys):
     assert not (tmp_path / first).exists() and (tmp_path / eval_loc).exists()
 
 
+def test_evaluating_another_manifest_leaves_the_runs_own_cache_alone(tmp_path, capsys):
+    cfg, rows = _setup(tmp_path)
+    own = prepare(cfg, rows, "test", 224, False)
+    write_shard(own, [(0, 0, _frames(1))])
+    other_cfg = apply_overrides(cfg, [f"data.manifest={tmp_path / 'other.parquet'}"])  # eval ... data.manifest=OTHER
+    other = prepare(other_cfg, rows[:2], "test", 224, False)
+    assert other != own and "invalidated" not in capsys.readouterr().out
+    assert len(list((tmp_path / own).glob("shard-*.arrow"))) == 1  # the run's cache, shards and all
+    assert prepare(cfg, rows, "test", 224, False) == own  # and the run's next evaluation reads it
+    assert (tmp_path / other).exists()
+
+
 def test_a_shared_cache_dir_keeps_other_configs(tmp_path, capsys):
     cfg, rows = _setup(tmp_path, **{"data.cache_dir": str(tmp_path / "shared")})
     first = prepare(cfg, rows, "train", 224, True)

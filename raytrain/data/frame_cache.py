@@ -82,11 +82,13 @@ def _changes(old: dict, new: dict) -> str:
 
 def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, train: bool) -> str:
     """The cache folder for this split and config (created, with ``meta.json``). Folders of the same
-    split with another key are stale: removed when they live in the run folder, reported (and left for
-    other runs) in a shared ``data.cache_dir``."""
+    split and manifest with another key are stale: removed when they live in the run folder, reported
+    (and left for other runs) in a shared ``data.cache_dir``. A folder of another manifest (its
+    ``meta.json`` says which) is never touched: evaluating a run on another manifest keeps its cache."""
     import pyarrow.fs
 
     fp = fingerprint(cfg, rows, split, image_size, train)
+    manifest = cfg.data.manifest if "://" in cfg.data.manifest else os.path.abspath(cfg.data.manifest)
     root = cache_root(cfg)
     name = f"{split}-{cache_key(fp)}"
     fs, root_path = filesystem(root)
@@ -97,9 +99,12 @@ def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, t
             continue
         try:
             with fs.open_input_stream(f"{info.path}/meta.json") as f:
-                why = _changes(json.loads(f.read()), fp)
+                old = json.loads(f.read())
         except (OSError, ValueError):
-            why = "no readable meta.json"
+            old = {}
+        if old.get("manifest", manifest) != manifest:
+            continue  # another manifest's cache (e.g. `raytrain eval --checkpoint RUN data.manifest=OTHER`): kept
+        why = _changes({k: v for k, v in old.items() if k != "manifest"}, fp) if old else "no readable meta.json"
         if cfg.data.cache_dir:
             print(f"[raytrain] frame cache {join(root, other)} does not match this run ({why}); "
                   f"not used, left in the shared data.cache_dir", flush=True)
@@ -109,7 +114,7 @@ def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, t
     meta = f"{root_path}/{name}/meta.json"
     if fs.get_file_info(meta).type == pyarrow.fs.FileType.NotFound:
         with fs.open_output_stream(meta) as f:
-            f.write(json.dumps(fp, indent=2, sort_keys=True).encode())
+            f.write(json.dumps({**fp, "manifest": manifest}, indent=2, sort_keys=True).encode())  # not in the key
     return join(root, name)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
 
     set_default_env()
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["RAYTRAIN_VERBOSE"] = "1"  # raytrain/console.py: Ray's and the workers' logs on the console
     try:
         args.func(args)
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from raytrain.config import Config
 
@@ -43,6 +44,10 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
 
     if ray.is_initialized():
         return
+    if not quiet:  # the workers' lines reach this console: filtered to raytrain's, all in the run's log
+        from raytrain.console import install
+
+        install(None if "://" in cfg.run.storage_path else Path(cfg.run.storage_path) / cfg.run.name)
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     # Inside `ray job submit` the job's runtime env (working_dir, env_vars) applies to every worker and
     # Ray refuses a driver runtime env that sets the same env var again: only add the missing ones.

@@ -27,3 +27,16 @@ def test_releasing_a_trial_without_a_recorded_group_does_nothing(tmp_path):
     release.on_trial_complete(1, [], SimpleNamespace(trial_id="never_started"))
     write_text(TrialControl(str(tmp_path / "ran_without_a_group")).placement_group_file, "")
     release.on_trial_error(1, [], SimpleNamespace(trial_id="ran_without_a_group"))
+
+
+def test_the_sweep_prints_one_line_per_trial_event():
+    import numpy as np
+
+    from raytrain.tune.callbacks import trial_event_line
+
+    assert trial_event_line("a_00000", "started", params={"optim.lr": np.float64(0.001), "mask.high_ratio": 0.3}) \
+        == "[sweep] trial a_00000 started: optim.lr=0.001, mask.high_ratio=0.3"
+    assert trial_event_line("a_00000", "report", result={"step": 4, "loss": 2.34567, "t2v_R1": 12.5, "x": "y"},
+                            metric="t2v_R1") == "[sweep] trial a_00000 report: step 4, loss=2.346, t2v_R1=12.5"
+    assert trial_event_line("a_00001", "finished", result={"step": 8, "loss": 1.0}, metric="loss") == \
+        "[sweep] trial a_00001 finished: step 8, loss=1"

@@ -17,6 +17,43 @@ from raytrain.tune.trial import TrialControl
 HEADLINE_METRIC = "t2v_R1"  # shown in the HParams view beside the swept metric when the trials evaluate
 
 
+def trial_event_line(trial_id: str, event: str, params: dict[str, Any] | None = None,
+                     result: dict[str, Any] | None = None, metric: str = "") -> str:
+    """One console line per trial event: ``started`` (its parameters), ``report`` (step, loss and the
+    swept metric when reported), ``finished``, ``failed``."""
+    parts = [f"[sweep] trial {trial_id} {event}"]
+    if params:
+        parts.append(", ".join(f"{k}={v}" for k, v in plain_params(params).items()))
+    if result:
+        shown = [f"step {result['step']}"] if "step" in result else []
+        for key in dict.fromkeys(["loss", metric]):
+            if key and isinstance(result.get(key), (int, float)):
+                shown.append(f"{key}={result[key]:.4g}")
+        parts.append(", ".join(shown))
+    return ": ".join(p for p in parts if p)
+
+
+class TrialEvents(Callback):
+    """The sweep's console: one line per trial event (Tune's own tables are off, ``verbose=0``)."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        print(trial_event_line(trial.trial_id, "started", params=trial.config), flush=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        print(trial_event_line(trial.trial_id, "report", result=result, metric=self.metric), flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        print(trial_event_line(trial.trial_id, "finished", result=trial.last_result or {}, metric=self.metric),
+              flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        print(trial_event_line(trial.trial_id, "failed (its error is in the sweep folder's trial logs)"),
+              flush=True)
+
+
 class ForwardTrialStops(Callback):
     """Ask a trial's Train run to end when Tune decides to stop the trial (ASHA).
 

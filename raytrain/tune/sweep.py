@@ -95,7 +95,7 @@ def resume_sweep(directory: str) -> SweepResult:
 def _run(cfg: Config, space: SearchSpace, resume: bool) -> SweepResult:
     from ray import tune
 
-    from raytrain.tune.callbacks import ForwardTrialStops, HParamsCallback, ReleaseTrialResources
+    from raytrain.tune.callbacks import ForwardTrialStops, HParamsCallback, ReleaseTrialResources, TrialEvents
 
     # ASHA skips results without its metric (reports between evaluations); Tune's strict check would
     # refuse them instead.
@@ -108,7 +108,7 @@ def _run(cfg: Config, space: SearchSpace, resume: bool) -> SweepResult:
         tune.with_parameters(run_trial, base_config=cfg.to_dict(), runs_dir=join(out, "runs")),
         {"cpu": plan.TRIAL_DRIVER_CPU})
     callbacks = [ForwardTrialStops(join(out, "runs")), ReleaseTrialResources(join(out, "runs")),
-                 HParamsCallback(cfg, space, join(out, "hparams"))]
+                 HParamsCallback(cfg, space, join(out, "hparams")), TrialEvents(cfg.sweep.metric)]
     if resume:
         tuner = tune.Tuner.restore(out, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=to_tune(space, cfg.sweep.search))
@@ -144,7 +144,7 @@ def _new_tuner(cfg: Config, space: SearchSpace, trainable, callbacks: list):
                                     search_alg=BasicVariantGenerator(max_concurrent=concurrent,
                                                                      random_state=cfg.sweep.seed)),
         run_config=tune.RunConfig(name=cfg.sweep.name, storage_path=cfg.run.storage_path,
-                                  callbacks=callbacks, verbose=1),
+                                  callbacks=callbacks, verbose=0),  # TrialEvents: a line per trial event
     )
 
 

@@ -33,6 +33,11 @@ def worker_line(data: dict, line: str) -> str:
 _installed: dict[str, IO[str] | None] = {}
 
 
+def _ray_loggers() -> list[str]:
+    return [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")
+            if logging.getLogger(n).handlers]
+
+
 def install(log_dir: Path | None) -> None:
     """Before ``ray.init``: Ray's driver-side log records and Python warnings go to the log file (the
     console keeps errors only), and the workers' output lines are filtered to raytrain's own (all of
@@ -50,12 +55,17 @@ def install(log_dir: Path | None) -> None:
         handler = logging.StreamHandler(out)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(handler)
-    if not loud:
-        for h in logging.getLogger("ray").handlers:
-            h.setLevel(logging.ERROR)
-    for name in ("ray", ""):
-        for h in handlers:
-            logging.getLogger(name).addHandler(h)
+    import ray.data  # noqa: F401 -- configures its own "ray.data" logger (console + session file)
+
+    for name in ["", *_ray_loggers()]:
+        logger = logging.getLogger(name)
+        if not loud:
+            for h in logger.handlers:
+                if not isinstance(h, logging.FileHandler) and getattr(h, "stream", None) in (sys.stderr, sys.stdout):
+                    h.setLevel(logging.ERROR)  # console handlers: errors only
+        if name == "" or not logger.propagate:  # the rest reaches the root's handlers
+            for h in handlers:
+                logger.addHandler(h)
     if not logging.getLogger().handlers:
         logging.getLogger().addHandler(logging.NullHandler())  # no implicit basicConfig to stderr
     logging.captureWarnings(True)
@@ -72,5 +82,6 @@ def install(log_dir: Path | None) -> None:
     ray_worker.print_worker_logs = filtered
     _installed.update(done=out)
     if out is not None and not loud:
-        print(f"[raytrain] Ray's and the libraries' logs: {log_dir / LOG_FILE} (--verbose shows them here)",
+        print(f"[raytrain] Ray's and the libraries' logs: {(log_dir / LOG_FILE).resolve()} (--verbose shows "
+              f"them here)",
               file=sys.stderr, flush=True)

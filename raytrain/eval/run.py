@@ -8,6 +8,7 @@ re-ranking; ``eval.rerank=qb_norm`` also embeds a query bank of train captions a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,11 @@ def evaluate(cfg: Config, model: torch.nn.Module, dataset, texts: Sequence[str],
     if rerank.method == "qb_norm":
         bank_args = {"bank_texts": list(bank.texts), "bank_batches": eval_batches(cfg, bank.videos),
                      "num_bank_videos": bank.num_videos}
-    return evaluate_model(model, eval_batches(cfg, dataset), list(texts), np.asarray(text_to_video), num_clips,
-                          tokenizer, device, cfg.eval.text_batch_size, autocast_dtype(cfg, device),
-                          cfg.eval.sim_block, video_names, v2t_protocol=cfg.eval.v2t_protocol, rerank=rerank,
-                          **bank_args)
+    print(f"[raytrain] eval: embedding {num_clips} clips and {len(texts)} captions ...", flush=True)
+    t0 = time.perf_counter()
+    metrics = evaluate_model(model, eval_batches(cfg, dataset), list(texts), np.asarray(text_to_video), num_clips,
+                             tokenizer, device, cfg.eval.text_batch_size, autocast_dtype(cfg, device),
+                             cfg.eval.sim_block, video_names, v2t_protocol=cfg.eval.v2t_protocol, rerank=rerank,
+                             **bank_args)
+    print(f"[raytrain] eval: done in {time.perf_counter() - t0:.1f} s", flush=True)
+    return metrics

@@ -2,6 +2,9 @@
 with MASCOT's high-informed (red) and low-informed (blue) masks and MILES's tube mask (amber) drawn on
 them, from a checkpoint's model or a random-init one. Writes ``<out>/<label>-clip<i>.png`` (rows: plain
 frames, high, low, tube; frames left to right) and the same images to TensorBoard in ``<out>/tensorboard``.
+With ``--stats N`` it also prints, over the first N eval clips, the share of the object's patches
+(SynthVTT: patches with a saturated pixel, ``object_patches``) each mask hides, against the share of the
+frame it hides: a mask ranked by attention on the object hides more of it than its ratio.
 No Ray: the clips are decoded in this process, the model runs on the CPU.
 
     .venv/bin/python bench/mask_pictures.py --checkpoint runs/.../checkpoint_final --out docs/img
@@ -58,11 +61,12 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4, help="enlarge each frame this many times")
     parser.add_argument("--label", default=None, help="file-name prefix (default: trained / random-init)")
     parser.add_argument("--out", default="mask_pictures")
+    parser.add_argument("--stats", type=int, default=0, help="object-hiding shares over this many eval clips")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     from PIL import Image
 
-    from raytrain.methods.mask_pictures import clip_masks, mask_sheet
+    from raytrain.methods.mask_pictures import clip_masks, hidden_share, mask_sheet, object_patches
     from raytrain.storage import TensorBoardLog
 
     cfg, model = load_model(args.checkpoint, args.config, args.overrides)
@@ -75,10 +79,18 @@ def main() -> None:
     for i, clip in enumerate(frames):
         sheet = mask_sheet(clip, {k: masks[k][i] for k in ("high", "low", "tube")}, scale=args.scale)
         path = out / f"{label}-clip{i}.png"
-        Image.fromarray(sheet).save(path, optimize=True)
+        Image.fromarray(sheet).quantize(colors=64).save(path, optimize=True)  # small files for docs/
         writer.add_image(f"masks/{label}/clip{i}", sheet, 0, dataformats="HWC")
         print(f"{path} ({sheet.shape[1]}x{sheet.shape[0]}, {path.stat().st_size} bytes)")
     writer.close()
+    if args.stats:
+        frames = eval_frames(cfg, args.stats)
+        masks = clip_masks(model, frames, cfg, seed=cfg.train.seed)
+        objects = object_patches(frames, model.num_patches)
+        print(f"{label}: {len(frames)} clips, objects cover {objects.mean():.1%} of the patches; "
+              "share of the object hidden (share of the frame hidden):")
+        for kind, mask in masks.items():
+            print(f"  {kind}: {hidden_share(mask, objects):.1%} ({mask.mean():.1%})")
 
 
 if __name__ == "__main__":

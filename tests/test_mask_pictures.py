@@ -119,3 +119,16 @@ def test_in_run_mask_pictures_log_one_image_per_clip_for_mascot_and_miles_only()
     assert writer.images[-1][1][0] == side_miles
     with pytest.raises(ValueError, match="mask_pictures"):
         apply_overrides(Config(), ["eval.mask_pictures=-1"])
+
+
+def test_object_patches_and_hidden_share():
+    from raytrain.methods.mask_pictures import hidden_share, object_patches
+
+    frame = np.full((8, 8, 3), 90, dtype=np.uint8)  # grey background, 2x2 grid of 4x4 patches
+    frame[5, 1] = (200, 30, 30)  # one red pixel in the bottom-left patch
+    frame[0, 6] = (120, 110, 100)  # a faintly coloured one in the top-right patch: not an object
+    objects = object_patches(frame[None], 4)
+    np.testing.assert_array_equal(objects, [[False, False, True, False]])
+    assert hidden_share(np.array([[False, False, True, True]]), objects) == 1.0
+    assert hidden_share(np.array([[True, True, False, False]]), objects) == 0.0
+    assert hidden_share(np.zeros((1, 4), bool), np.zeros((1, 4), bool)) == 0.0

@@ -91,3 +91,21 @@ def clip_masks(model, frames: np.ndarray | torch.Tensor, cfg: Config, seed: int 
                      for i in range(b)])
     return {"high": high.numpy(), "low": low.numpy(), "tube": np.repeat(tube[:, None], t, axis=1)}
 
+
+
+def object_patches(frames: np.ndarray, num_patches: int, min_saturation: int = 60) -> np.ndarray:
+    """``frames: (..., H, W, 3) uint8`` → ``(..., N) bool``: patches holding a saturated pixel (max − min
+    channel ≥ ``min_saturation``). SynthVTT draws coloured objects on grey backgrounds, so these are the
+    object's patches there; on other data this is only a colourfulness proxy."""
+    frames = np.asarray(frames)
+    side = patch_grid(num_patches)
+    *lead, h, w, _ = frames.shape
+    sat = frames.max(-1).astype(np.int16) - frames.min(-1).astype(np.int16) >= min_saturation
+    cells = sat.reshape(*lead, side, h // side, side, w // side).any(axis=(-3, -1))
+    return cells.reshape(*lead, num_patches)
+
+
+def hidden_share(mask: np.ndarray, objects: np.ndarray) -> float:
+    """Share of the object patches that ``mask`` hides (both ``(..., N)`` bool), pooled over all frames."""
+    objects = np.asarray(objects, dtype=bool)
+    return float((np.asarray(mask, dtype=bool) & objects).sum() / max(1, int(objects.sum())))

@@ -117,8 +117,8 @@ class MascotSection:
     lambda_tp: float = knob(0.0, at_least(0))  # text-patch alignment of the completed patches (0 = off)
     decoder_layers: int = knob(2, at_least(1))
     decoder_heads: int = knob(8, at_least(1))
-    # ISC decoder's visible tokens: through the tower's ln_post first, or the raw final residual stream
-    decoder_input: Literal["ln_post", "residual"] = "ln_post"
+    # ISC decoder's visible tokens: the raw final residual stream, or through the tower's ln_post first
+    decoder_input: Literal["residual", "ln_post"] = "residual"  # residual: measured, docs/mascot.md
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,33 @@ def test_mascot_local_loss_on_two_workers_trains_the_single_worker_objective():
 def test_mascot_needs_a_vit():
     with pytest.raises(ValueError, match="ViT"):
         Mascot.from_config(Config(), build_model(Config().model.__class__(arch="RN50")))
+
+
+def _decoder_io(decoder_input: str):
+    """The ISC decoder's input tokens and output, captured by hooks, for one forward at seed 0."""
+    torch.manual_seed(0)
+    objective = build_objective(_mascot_config(co_learning=False, decoder_input=decoder_input))
+    seen = {}
+    objective.decoder.in_proj.register_forward_hook(lambda m, args, out: seen.setdefault("input", args[0]))
+    objective.decoder.register_forward_hook(lambda m, args, out: seen.setdefault("pred", out))
+    objective(_batch())
+    return objective, seen
+
+
+def test_decoder_input_switch_feeds_ln_post_or_the_residual_stream():
+    residual_obj, residual = _decoder_io("residual")
+    ln_obj, ln = _decoder_io("ln_post")
+    assert ln["input"].shape == residual["input"].shape  # (B, T, V, Dv) in both arms
+    ln_post = ln_obj.model.clip.visual.ln_post
+    assert torch.allclose(ln["input"], ln_post(residual["input"]), atol=1e-5)
+    assert not torch.allclose(ln["input"], residual["input"], atol=1e-3)
+    # Gradient path: only the ln_post arm sends the decoder's output back into the tower's ln_post.
+    grad_ln = torch.autograd.grad(ln["pred"].sum(), ln_post.weight, allow_unused=True, retain_graph=True)[0]
+    assert grad_ln is not None and grad_ln.abs().sum() > 0
+    res_ln_post = residual_obj.model.clip.visual.ln_post
+    assert torch.autograd.grad(residual["pred"].sum(), res_ln_post.weight, allow_unused=True,
+                               retain_graph=True)[0] is None
+    # Both arms still reach the tower's blocks through the visible tokens.
+    for obj, seen in ((residual_obj, residual), (ln_obj, ln)):
+        block = obj.model.clip.visual.transformer.resblocks[-1].mlp.c_proj.weight
+        assert torch.autograd.grad(seen["pred"].sum(), block)[0].abs().sum() > 0

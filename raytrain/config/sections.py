@@ -117,6 +117,8 @@ class MascotSection:
     lambda_tp: float = knob(0.0, at_least(0))  # text-patch alignment of the completed patches (0 = off)
     decoder_layers: int = knob(2, at_least(1))
     decoder_heads: int = knob(8, at_least(1))
+    # ISC decoder's visible tokens: the raw final residual stream, or through the tower's ln_post first
+    decoder_input: Literal["residual", "ln_post"] = "residual"  # residual: measured, docs/mascot.md
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,8 @@ class EvalSection:
     qb_norm_bank_size: int = knob(5000, at_least(1))  # train captions in the t2v bank (all if fewer)
     qb_norm_video_bank_size: int = knob(1000, at_least(1))  # train videos in the v2t bank (all if fewer)
     qb_norm_bank_seed: int = 0  # which train captions / videos form the banks
+    # MASCOT/MILES runs: eval clips whose masks are drawn into TensorBoard (masks/*) at each evaluation
+    mask_pictures: int = knob(2, at_least(0, "0 = off"))
 
 
 @dataclass(frozen=True)

@@ -209,8 +209,10 @@ class Mascot(Objective):
             logs["loss_mv"] = loss_mv.detach()
         if cfg.isc:
             word_pad = tokens == 0 if words is not None else None
-            pred = self.decoder(high_view.tokens[:, :, 1:], visible_index(high), model.num_patches,
-                                words, word_pad)
+            visible_tokens = high_view.tokens[:, :, 1:]
+            if cfg.decoder_input == "ln_post":  # the tower's own final LayerNorm, then the decoder's in_proj
+                visible_tokens = model.clip.visual.ln_post(visible_tokens)
+            pred = self.decoder(visible_tokens, visible_index(high), model.num_patches, words, word_pad)
             target = F.normalize(patch_feats, dim=-1)
             loss_rec = reconstruction_loss(pred, target, isc_weights(full.attention, high))
             loss = loss + cfg.lambda_rec * loss_rec

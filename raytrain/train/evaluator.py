@@ -8,6 +8,7 @@ from raytrain.config import Config
 from raytrain.eval.run import QueryBank, evaluate
 from raytrain.methods import retrieval_model
 from raytrain.train.job import TrainJob
+from raytrain.train.mask_pictures import MaskPictures
 
 
 class Evaluator:
@@ -16,11 +17,12 @@ class Evaluator:
 
     def __init__(self, cfg: Config, job: TrainJob, device: torch.device, rank: int):
         self.cfg, self.job, self.device, self.rank = cfg, job, device, rank
+        self.pictures = MaskPictures(cfg)  # MASCOT/MILES: the masks drawn into TensorBoard at each evaluation
 
     def due(self, step: int) -> bool:
         return bool(self.cfg.eval.every) and step % self.cfg.eval.every == 0
 
-    def run(self, module: torch.nn.Module) -> dict[str, float]:
+    def run(self, module: torch.nn.Module, step: int = 0, writer=None) -> dict[str, float]:
         import ray.train
 
         if self.rank != 0:
@@ -33,4 +35,6 @@ class Evaluator:
                            job.eval_text_to_video, job.num_eval_clips, self.device,
                            video_names=job.eval_paths or None, bank=bank)
         print("[raytrain] eval: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
+        if self.pictures.enabled:
+            self.pictures.log(module.model, ray.train.get_dataset_shard("eval"), writer, step)
         return metrics

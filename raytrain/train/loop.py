@@ -67,7 +67,7 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
     def checkpoint_metrics() -> dict[str, Any]:
         metrics = logger.take_loss()
         if evaluator.due(state.step):  # e.g. for a sweep's ASHA
-            metrics.update(logger.evaluation(evaluator.run(state.module), state.step))
+            metrics.update(logger.evaluation(evaluator.run(state.module, state.step, logger.writer), state.step))
         return metrics
 
     model.train()
@@ -106,7 +106,7 @@ def _finish(cfg: Config, job: TrainJob, state: TrainState, end_step: int, stoppe
     elif state.step < end_step:
         raise RuntimeError(f"the data plan ran out at step {state.step} before step {end_step}")
     elif cfg.eval.at_end:
-        metrics.update(logger.evaluation(evaluator.run(state.module), state.step))
+        metrics.update(logger.evaluation(evaluator.run(state.module, state.step, logger.writer), state.step))
     logger.close()
     if stopped:
         checkpointer.save_stopped(metrics)

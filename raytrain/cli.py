@@ -14,6 +14,15 @@ from raytrain.data.manifest import ManifestError
 
 
 def _cmd_synth(args) -> None:
+    if args.pretrain_corpus:
+        from raytrain.data.synth_pretrain import generate_synth_pretrain
+
+        t0 = time.time()
+        manifest = generate_synth_pretrain(args.out, args.num_videos, args.seed, args.synthvtt_seed,
+                                           args.test_fraction, args.frames)
+        print(f"SynthVTT pretraining corpus: {args.num_videos} still clips of {args.frames} frames, no (shape, "
+              f"colour) pair of SynthVTT(seed {args.synthvtt_seed})'s test split, {time.time() - t0:.1f} s -> {manifest}")
+        return
     from raytrain.data.synth import main_synth
 
     main_synth(args.out, args.num_videos, args.seed, args.test_fraction)
@@ -239,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-videos", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--pretrain-corpus", action="store_true",
+                   help="write the image-like pretraining corpus instead (still scenes, appearance-only captions, "
+                        "no pair of SynthVTT(--synthvtt-seed, --test-fraction)'s test split; docs/pretraining.md)")
+    p.add_argument("--synthvtt-seed", type=int, default=0, help="--pretrain-corpus: the benchmark seed to stay disjoint from")
+    p.add_argument("--frames", type=int, default=4, help="--pretrain-corpus: frames per still clip")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser(

@@ -16,6 +16,15 @@ from raytrain.data.manifest import ManifestError
 
 
 def _cmd_synth(args) -> None:
+    if args.pretrain_corpus:
+        from raytrain.data.synth_pretrain import generate_synth_pretrain
+
+        t0 = time.time()
+        manifest = generate_synth_pretrain(args.out, args.num_videos, args.seed, args.synthvtt_seed,
+                                           args.test_fraction, args.frames)
+        print(f"SynthVTT pretraining corpus: {args.num_videos} still clips of {args.frames} frames, no (shape, "
+              f"colour) pair of SynthVTT(seed {args.synthvtt_seed})'s test split, {time.time() - t0:.1f} s -> {manifest}")
+        return
     from raytrain.data.synth import main_synth
 
     main_synth(args.out, args.num_videos, args.seed, args.test_fraction)
@@ -36,27 +45,38 @@ def _cmd_train(args) -> None:
     print(result.summary(cfg.data.on_bad_video))
 
 
-def evaluate_checkpoint(checkpoint: str, overrides: list[str], out: str | None) -> dict:
+def evaluate_checkpoint(checkpoint: str | None, overrides: list[str], out: str | None,
+                        config: str | None = None) -> dict:
+    """Evaluate a raytrain checkpoint (folder or run folder) on its config's eval split, or, with no
+    checkpoint, the model that ``config`` + ``overrides`` build untrained: zero-shot from
+    ``model.pretrained`` (an open_clip/OpenAI file, or a raytrain checkpoint's towers)."""
     from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
     from raytrain.methods import build_objective, retrieval_model
     from raytrain.ray_env import ensure_ray
     from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
-    ckpt = find_checkpoint(checkpoint)
-    cfg = apply_overrides(load_checkpoint_config(ckpt), overrides)
-    state = load_training_state(ckpt)
-    objective = build_objective(cfg)
-    objective.load_state_dict(state["model"])
+    if checkpoint:
+        ckpt = find_checkpoint(checkpoint)
+        cfg = apply_overrides(load_checkpoint_config(ckpt), overrides)
+        state = load_training_state(ckpt)
+        objective = build_objective(cfg)
+        objective.load_state_dict(state["model"])
+        step, default_dir, source = int(state["step"]), ckpt, str(ckpt)
+    else:  # zero-shot: no training, the towers as model.pretrained has them
+        cfg = load_config(config, overrides)
+        objective = build_objective(cfg)
+        step, default_dir = 0, Path(cfg.run.storage_path) / cfg.run.name / "zero_shot"
+        source = f"zero-shot, model.pretrained={cfg.model.pretrained}"
     model = retrieval_model(objective)  # the dual encoder, or the method's own similarity (DMAE)
     rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split)
     ensure_ray(cfg)
     metrics = evaluate_on_driver(cfg, model, rows)
-    metrics["step"] = int(state["step"])
-    out_path = Path(out) if out else ckpt / metrics_file_name(cfg)
+    metrics["step"] = step
+    out_path = Path(out) if out else default_dir / metrics_file_name(cfg)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return {"metrics": metrics, "path": str(out_path), "checkpoint": str(ckpt), "protocol": cfg.eval.v2t_protocol,
+    return {"metrics": metrics, "path": str(out_path), "checkpoint": source, "protocol": cfg.eval.v2t_protocol,
             "rerank": cfg.eval.rerank}
 
 
@@ -101,7 +121,9 @@ def _query_bank(cfg, image_size: int):
 def _cmd_eval(args) -> None:
     from raytrain.report import metrics_table
 
-    res = evaluate_checkpoint(args.checkpoint, args.overrides, args.out)
+    if args.checkpoint and args.config:
+        raise ConfigError("eval --checkpoint uses the checkpoint's own config; pass changes as overrides, not --config")
+    res = evaluate_checkpoint(args.checkpoint, args.overrides, args.out, args.config)
     print(f"checkpoint: {res['checkpoint']} (step {res['metrics']['step']}); eval.v2t_protocol={res['protocol']}, "
           f"eval.rerank={res['rerank']}")
     print(metrics_table({"checkpoint": res["metrics"]}))
@@ -254,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the scenes and captions (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of clips in the test split, from held-out (shape, colour) pairs (default 0.2)")
+    p.add_argument("--pretrain-corpus", action="store_true",
+                   help="write the image-like pretraining corpus instead (still scenes, appearance-only captions, "
+                        "no pair of SynthVTT(--synthvtt-seed, --test-fraction)'s test split; docs/pretraining.md)")
+    p.add_argument("--synthvtt-seed", type=int, default=0, help="--pretrain-corpus: the benchmark seed to stay disjoint from")
+    p.add_argument("--frames", type=int, default=4, help="--pretrain-corpus: frames per still clip")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("config", help="list every config key (default, type, allowed values, meaning), or "
@@ -307,9 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.cache=frames")
     p.set_defaults(func=_cmd_cache)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split",
-                       epilog=CONFIG_HINT)
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("eval", help="evaluate a checkpoint (folder or run folder) on the eval split, or zero-shot: "
+                                    "no --checkpoint, the model.pretrained weights untrained", epilog=CONFIG_HINT)
+    p.add_argument("--checkpoint", default=None, help="raytrain checkpoint or run folder (none: zero-shot)")
+    p.add_argument("--config", default=None, help="zero-shot only: YAML config (model, data, eval)")
     p.add_argument("--out", default=None, help="metrics.json path (default: inside the checkpoint)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.manifest=other.parquet")
     p.set_defaults(func=_cmd_eval)

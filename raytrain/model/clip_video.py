@@ -282,16 +282,15 @@ def _embed_dim(clip: nn.Module) -> int:
 
 
 def build_clip(arch: str, pretrained: str | None = None) -> nn.Module:
-    """Create an open_clip model by name; weights from a local checkpoint path or random init."""
+    """Create an open_clip model by name; weights from ``pretrained`` (an open_clip/OpenAI file or a
+    raytrain checkpoint or run folder, ``raytrain.model.pretrained``) or random init."""
+    from raytrain.model.pretrained import load_pretrained
+
     register_tiny_configs()
     model_image_size(arch)  # clear error for an unknown name
+    clip = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
     if pretrained:
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{pretrained}' not found")
-        clip = open_clip.create_model(arch, pretrained=str(path), pretrained_text=False)
-    else:
-        clip = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
+        load_pretrained(clip, pretrained, arch)
     clip.train()
     return clip
 

@@ -53,10 +53,11 @@ def faiss_index(clips: np.ndarray, kind: str = "hnsw", nlist: int | None = None)
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 64
     elif kind == "ivf":
-        nlist = nlist or max(1, int(4 * np.sqrt(len(clips))))
+        nlist = nlist or max(1, int(np.sqrt(len(clips))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(clips)
-        index.nprobe = max(1, nlist // 16)
+        sample = np.random.default_rng(0).permutation(len(clips))[:64 * nlist]  # k-means on a sample
+        index.train(clips[np.sort(sample)])
+        index.nprobe = max(1, nlist // 20)
     else:
         raise ValueError(f"unknown FAISS index kind '{kind}' (hnsw or ivf)")
     index.add(clips)

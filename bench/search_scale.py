@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,32 +33,32 @@ def _timed(fn, repeats: int = 3):
 
 
 def measure(n: int, dim: int, queries: int, hnsw_max: int) -> list[str]:
-    import faiss
-    import torch
-
-    from raytrain.search.query import exact_top_k, faiss_index, faiss_top_k, recall_at
+    from raytrain.search.query import exact_top_k
 
     rng = np.random.default_rng(n)
     clips = _normalised(rng.standard_normal((n, dim), dtype=np.float32))
     q = _normalised(clips[rng.integers(0, n, queries)] + 0.5 * rng.standard_normal((queries, dim)) / np.sqrt(dim))
     t_exact, (_, exact) = _timed(lambda: exact_top_k(q, clips, 10, block=256))
     one_exact, _ = _timed(lambda: exact_top_k(q[:1], clips, 10))
-    lines = [f"{n:>8} {'exact':<6} {clips.nbytes / 2**20:>9.1f} {'-':>8} {one_exact * 1e3:>10.2f} "
-             f"{t_exact / queries * 1e3:>12.3f} {1.0:>9.3f}"]
-    for kind in ("ivf", "hnsw"):
-        if kind == "hnsw" and n > hnsw_max:
-            continue
-        t0 = time.perf_counter()
-        index = faiss_index(clips, kind)
-        build = time.perf_counter() - t0
-        size = faiss.serialize_index(index).nbytes / 2**20
-        t_batch, (_, approx) = _timed(lambda: faiss_top_k(index, q, 10))
-        one, _ = _timed(lambda: faiss_top_k(index, q[:1], 10))
-        lines.append(f"{n:>8} {kind:<6} {size:>9.1f} {build:>8.1f} {one * 1e3:>10.2f} "
-                     f"{t_batch / queries * 1e3:>12.3f} {recall_at(approx, exact):>9.3f}")
-        del index
-    del torch
+    lines = [(f"{n:>8} {'exact':<6} {clips.nbytes / 2**20:>9.1f} {'-':>8} {one_exact * 1e3:>10.2f} "
+              f"{t_exact / queries * 1e3:>12.3f} {1.0:>9.3f}")]
+    lines += [_faiss_row(kind, n, clips, q, exact) for kind in ("ivf", "hnsw") if kind == "ivf" or n <= hnsw_max]
     return lines
+
+
+def _faiss_row(kind: str, n: int, clips: np.ndarray, q: np.ndarray, exact: np.ndarray) -> str:
+    import faiss
+
+    from raytrain.search.query import faiss_index, faiss_top_k, recall_at
+
+    t0 = time.perf_counter()
+    index = faiss_index(clips, kind)
+    build = time.perf_counter() - t0
+    size = faiss.serialize_index(index).nbytes / 2**20
+    t_batch, (_, approx) = _timed(lambda: faiss_top_k(index, q, 10))
+    one, _ = _timed(lambda: faiss_top_k(index, q[:1], 10))
+    return (f"{n:>8} {kind:<6} {size:>9.1f} {build:>8.1f} {one * 1e3:>10.2f} "
+            f"{t_batch / len(q) * 1e3:>12.3f} {recall_at(approx, exact):>9.3f}")
 
 
 def main() -> None:
@@ -74,17 +75,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    lines = [f"# bench/search_scale.py: dim={args.dim}, {args.queries} queries, {args.threads} thread(s), "
-             f"{platform.processor() or platform.machine()}, faiss {faiss.__version__}",
+    lines = [(f"# bench/search_scale.py: dim={args.dim}, {args.queries} queries, {args.threads} thread(s), "
+              f"{platform.processor() or platform.machine()}, faiss {faiss.__version__}"),
              "#    clips kind   size_MiB  build_s  1query_ms  per_query_ms(batch)  recall@10"]
     print("\n".join(lines), flush=True)
     for n in args.sizes:
-        for line in measure(n, args.dim, args.queries, args.hnsw_max):
-            print(line, flush=True)
-            lines.append(line)
+        rows = measure(n, args.dim, args.queries, args.hnsw_max)
+        print("\n".join(rows), flush=True)
+        lines += rows
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -117,5 +117,27 @@ def test_search_over_the_test_split_equals_eval_t2v_recalls(ray_session, synth_d
     r1 = np.mean([hits[0]["video_id"] == o for hits, o in zip(results, owner)]) * 100
     r5 = np.mean([o in {h["video_id"] for h in hits} for hits, o in zip(results, owner)]) * 100
     metrics = evaluate_checkpoint(str(ckpt), [], str(tmp_path / "m.json"))["metrics"]
+    print(f"search R@1 {r1:.2f} R@5 {r5:.2f} | eval t2v_R1 {metrics['t2v_R1']:.2f} t2v_R5 {metrics['t2v_R5']:.2f}"
+          f" ({len(rows)} clips, {len(texts)} captions)")
     assert (r1, r5) == pytest.approx((metrics["t2v_R1"], metrics["t2v_R5"]), abs=1e-9)
     assert results[0][0]["path"].endswith(".mp4") and results[0][0]["captions"]
+
+
+def test_zero_shot_weights_file_loads_for_search(tmp_path):
+    import torch
+
+    from raytrain.config import Config, apply_overrides
+    from raytrain.model.clip_video import build_model
+    from raytrain.search.model import load_search_model
+    from raytrain.search.query import embed_queries
+
+    torch.manual_seed(1)
+    clip = build_model(apply_overrides(Config(), ["model.arch=RT-Micro-ViT"]).model).clip
+    torch.save(clip.state_dict(), tmp_path / "weights.pt")
+    loaded = load_search_model(str(tmp_path / "weights.pt"), ["model.arch=RT-Micro-ViT", "data.max_words=16"])
+    assert loaded.weights_hash == files.hash_files([tmp_path / "weights.pt"])
+    assert torch.equal(loaded.model.clip.visual.conv1.weight, clip.visual.conv1.weight)  # the file's weights
+    emb = embed_queries(loaded, ["a red circle", "a blue square"])
+    assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        load_search_model(str(tmp_path / "nope"))

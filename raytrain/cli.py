@@ -1,4 +1,4 @@
-"""``raytrain synth|prepare|train|eval|cache|sweep|demo|index|search|embed-text``: thin commands over the modules (Ray starts only where needed)."""
+"""``raytrain synth|prepare|train|eval|cache|sweep|demo|index|search|embed-text|serve``: thin commands over the modules (Ray starts only where needed)."""
 
 from __future__ import annotations
 
@@ -257,6 +257,12 @@ def _cmd_embed_text(args) -> None:
     print(f"wrote {write_text_embeddings(args.file, args.checkpoint, args.out, args.overrides)}")
 
 
+def _cmd_serve(args) -> None:
+    from raytrain.search.serve import serve
+
+    serve(args.index, args.host, args.port, args.checkpoint)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raytrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -340,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="Parquet file: text, embedding")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=_cmd_embed_text)
+
+    p = sub.add_parser("serve", help="a search web page over an index (127.0.0.1 unless --host)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--host", default="127.0.0.1", help="e.g. 0.0.0.0 to open it to the network, deliberately")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--checkpoint", default=None, help="default: the one the index records")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

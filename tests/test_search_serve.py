@@ -2,6 +2,7 @@
 the page in headless Chromium when it is installed."""
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -69,8 +70,12 @@ def _chromium():
 def test_page_in_headless_chromium(server, tmp_path):
     shot = tmp_path / "page.png"
     dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", server + "/"], capture_output=True, text=True, timeout=60, check=False).stdout
-    assert 'id="q"' in dom and "raytrain search" in dom
+                          "--dump-dom", server + "/?q=a+square"], capture_output=True, text=True, timeout=60,
+                         check=False).stdout
+    # the search ran in the page: the results list holds both clips, best (v1) first, with thumbnails
+    assert "<b>v1</b>" in dom and dom.index('src="/thumb/1.png"') < dom.index('src="/thumb/0.png"')
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=900,500", server + "/"], capture_output=True, timeout=60, check=False)
+                    "--virtual-time-budget=5000", "--window-size=900,500", server + "/?q=a+square"], capture_output=True, timeout=60, check=False)
     assert shot.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("RAYTRAIN_SCREENSHOT"):  # keep the screenshot to look at
+        shutil.copy(shot, os.environ["RAYTRAIN_SCREENSHOT"])

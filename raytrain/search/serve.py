@@ -31,6 +31,8 @@ document.getElementById('f').onsubmit = async (e) => { e.preventDefault();
     const v = document.createElement('video'); v.controls = true; v.preload = 'none';
     v.src = '/video/' + h.row;
     if (v.canPlayType(h.mime)) li.appendChild(v); ol.appendChild(li); } };
+const q0 = new URLSearchParams(location.search).get('q');  // /?q=... runs that search on load
+if (q0) { document.getElementById('q').value = q0; document.getElementById('f').requestSubmit(); }
 </script></body></html>"""
 
 

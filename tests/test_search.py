@@ -141,3 +141,11 @@ def test_zero_shot_weights_file_loads_for_search(tmp_path):
     assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     with pytest.raises(FileNotFoundError):
         load_search_model(str(tmp_path / "nope"))
+    # search/serve reload it from index.json alone, with the recorded arch; changed weights are refused
+    from raytrain.search.model import load_index_model
+
+    identity = files.index_identity(loaded.checkpoint, loaded.weights_hash, "RT-Micro-ViT", 12, emb.shape[1])
+    assert load_index_model(identity).cfg.model.arch == "RT-Micro-ViT"
+    torch.save({k: v + 1 for k, v in clip.state_dict().items()}, tmp_path / "weights.pt")
+    with pytest.raises(files.IndexMismatchError, match="weights differ"):
+        load_index_model(identity)

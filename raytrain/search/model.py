@@ -52,3 +52,17 @@ def load_search_model(checkpoint: str, overrides: list[str] | tuple[str, ...] = 
                          f"not one embedding per clip; search needs a dual-encoder checkpoint")
     return SearchModel(cfg, model.eval(), str(ckpt.resolve()),
                        hash_files([ckpt / STATE_FILE, ckpt / CONFIG_FILE]))
+
+
+def load_index_model(identity: dict, checkpoint: str | None = None) -> SearchModel:
+    """The model an index was built with (``index.json``'s checkpoint, or ``checkpoint``), checked
+    against its recorded weights hash; a weights file gets the recorded ``model.arch``."""
+    from raytrain.search.index_files import IndexMismatchError
+
+    path = checkpoint or identity["checkpoint"]
+    overrides = [f"model.arch={identity['arch']}"] if Path(path).is_file() else []
+    loaded = load_search_model(path, overrides)
+    if loaded.weights_hash != identity["weights_sha256"]:
+        raise IndexMismatchError(f"the index was built by checkpoint '{identity['checkpoint']}' whose weights "
+                                 f"differ from '{loaded.checkpoint}' now")
+    return loaded

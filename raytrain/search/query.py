@@ -76,15 +76,11 @@ def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
 
 
 def search(index_dir: str, texts: Sequence[str], k: int = 10, use_faiss: str | None = None,
-           checkpoint: str | None = None, overrides: Sequence[str] = ()) -> list[list[dict]]:
+           checkpoint: str | None = None) -> list[list[dict]]:
     """Each query's top ``k`` clips as dicts (rank, score, video_id, path, segment, captions)."""
-    from raytrain.search.model import load_search_model
+    from raytrain.search.model import load_index_model
 
-    identity = files.read_identity(index_dir)
-    loaded = load_search_model(checkpoint or identity["checkpoint"], list(overrides))
-    if loaded.weights_hash != identity["weights_sha256"]:
-        raise files.IndexMismatchError(f"index '{index_dir}' was built by checkpoint '{identity['checkpoint']}' "
-                                       f"whose weights differ from '{loaded.checkpoint}' now")
+    loaded = load_index_model(files.read_identity(index_dir), checkpoint)
     table = files.read_index(index_dir, ["key", "video_id", "path", "start_s", "end_s", "captions", "embedding"])
     clips = files.embedding_matrix(table)
     queries = embed_queries(loaded, texts)

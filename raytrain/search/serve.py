@@ -100,11 +100,10 @@ def make_handler(indexed: IndexedFiles, search_fn, title: str):
 
 def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8765, checkpoint: str | None = None) -> None:
     from raytrain.search import index_files as files
-    from raytrain.search.model import load_search_model
+    from raytrain.search.model import load_index_model
     from raytrain.search.query import embed_queries, exact_top_k
 
-    identity = files.read_identity(index_dir)
-    loaded = load_search_model(checkpoint or identity["checkpoint"])
+    loaded = load_index_model(files.read_identity(index_dir), checkpoint)
     indexed = IndexedFiles(index_dir)
 
     def search_fn(text: str, k: int):

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast clean browser
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(VENV)/bin/raytrain demo --config configs/demo.yaml
+
+# headless Chromium for tests/test_search_serve.py's browser test (skipped without it): Debian's
+# package, installed only where apt-get can (root and Debian's mirror); never fails the build
+browser:
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } || \
+		echo "chromium not installed: the browser test will skip"
 
 test: install
 	$(PY) -m pytest -q -ra

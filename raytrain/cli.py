@@ -13,6 +13,7 @@ from pathlib import Path
 from raytrain.config import ConfigError, load_config
 from raytrain.data.annotations import DATASETS  # plain-Python readers: cheap at start-up
 from raytrain.data.manifest import ManifestError
+from raytrain.search.commands import add_search_parsers
 
 
 def _cmd_synth(args) -> None:
@@ -263,50 +264,6 @@ def _v2t_chance(rows) -> dict:
 
 CONFIG_HINT = ("Config keys: `raytrain config` lists every key with its default, type, allowed values and "
                "meaning; `raytrain config --config FILE [key=value ...]` prints the resolved config.")
-def _cmd_index(args) -> None:
-    from raytrain.search.build import build_index
-
-    res = build_index(args.checkpoint, args.overrides, args.manifest, args.split, args.out, args.shard_size)
-    print(f"index '{res['out']}': {res['clips']} clips, {res['embedded']} embedded now")
-
-
-def _print_results(texts, results, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([{"query": t, "results": r} for t, r in zip(texts, results)], indent=2))
-        return
-    for text, hits in zip(texts, results):
-        print(f"query: {text}")
-        for hit in hits:
-            seg = "" if hit["start_s"] is None else f" [{hit['start_s']}-{hit['end_s']} s]"
-            print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['video_id']}{seg}  {hit['path']}")
-
-
-def _query_texts(args) -> list[str]:
-    texts = list(args.query or [])
-    if args.queries:
-        texts += [line.strip() for line in Path(args.queries).read_text().splitlines() if line.strip()]
-    if not texts:
-        raise ValueError("give a query, or --queries FILE (one query a line)")
-    return texts
-
-
-def _cmd_search(args) -> None:
-    from raytrain.search.query import search
-
-    texts = _query_texts(args)
-    _print_results(texts, search(args.index, texts, args.top_k, args.faiss, args.checkpoint), args.json)
-
-
-def _cmd_embed_text(args) -> None:
-    from raytrain.search.query import write_text_embeddings
-
-    print(f"wrote {write_text_embeddings(args.file, args.checkpoint, args.out, args.overrides)}")
-
-
-def _cmd_serve(args) -> None:
-    from raytrain.search.serve import serve
-
-    serve(args.index, args.host, args.port, args.checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,38 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.manifest=other.parquet")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("index", help="embed a manifest's clips with Ray Data into a search index (resumable)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder, or an open_clip weights file")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--out", required=True, help="index folder (index.json + shard-*.parquet)")
-    p.add_argument("--split", default="all", help="a manifest split, or all (default)")
-    p.add_argument("--shard-size", type=int, default=1024, help="clips per Parquet shard")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.arch=ViT-B-32 for a weights file")
-    p.set_defaults(func=_cmd_index)
-
-    p = sub.add_parser("search", help="text-to-video search of an index")
-    p.add_argument("--index", required=True)
-    p.add_argument("query", nargs="*")
-    p.add_argument("--queries", default=None, help="a file of queries, one a line")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--faiss", default=None, choices=("hnsw", "ivf"), help="approximate search (faiss-cpu)")
-    p.add_argument("--checkpoint", default=None, help="default: the one the index records")
-    p.set_defaults(func=_cmd_search)
-
-    p = sub.add_parser("embed-text", help="embed a file of captions (one a line) into Parquet")
-    p.add_argument("file")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="Parquet file: text, embedding")
-    p.add_argument("overrides", nargs="*")
-    p.set_defaults(func=_cmd_embed_text)
-
-    p = sub.add_parser("serve", help="a search web page over an index (127.0.0.1 unless --host)")
-    p.add_argument("--index", required=True)
-    p.add_argument("--host", default="127.0.0.1", help="e.g. 0.0.0.0 to open it to the network, deliberately")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--checkpoint", default=None, help="default: the one the index records")
-    p.set_defaults(func=_cmd_serve)
+    add_search_parsers(sub)
     for p in sub.choices.values():
         p.add_argument("--verbose", action="store_true",
                        help="show Ray's and the libraries' own logs on the console, and full tracebacks")

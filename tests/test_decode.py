@@ -244,3 +244,24 @@ def test_several_samplings_from_one_open_equal_separate_decodes(clips, name):
     assert not np.array_equal(many[0], many[1])  # different offsets, different frames
     centre = d.decode_samplings(clips["synth"], 4, 32, False, [None])
     assert np.array_equal(centre[0], d.decode(clips["synth"], 4, 32, train=False))
+
+
+def test_unpad_rows_cuts_the_row_padding_off():
+    from raytrain.data.decoders.decord_decoder import unpad_rows
+
+    frame = np.random.default_rng(0).integers(0, 256, (5, 96, 3), dtype=np.uint8)
+    padded = np.zeros((5, 128 * 3), np.uint8)  # rows padded from 288 to 384 bytes
+    padded[:, : 96 * 3] = frame.reshape(5, -1)
+    assert np.array_equal(unpad_rows(padded.reshape(5, 96, 4)), frame)
+    assert unpad_rows(frame) is frame
+
+
+@pytest.mark.parametrize("width", [48, 96, 144, 160])
+def test_decord_reads_widths_whose_rows_ffmpeg_pads(tmp_path, width):
+    # On AVX-512 CPUs decord2 3.4.0 refuses get_batch for these widths (and shapes single frames
+    # wrongly); elsewhere they read directly. Either way: PyAV's frames, exactly.
+    frames = np.random.default_rng(width).integers(0, 256, (6, 32, width, 3), dtype=np.uint8)
+    path = encode_h264(frames, tmp_path / f"w{width}.mp4", 10)
+    a = make_decoder("decord").decode(str(path), 4, 32, train=False)
+    b = make_decoder("pyav").decode(str(path), 4, 32, train=False)
+    assert a.shape == (4, 32, 32, 3) and np.array_equal(a, b)

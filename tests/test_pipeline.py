@@ -168,10 +168,11 @@ def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(ray_session, tiny
     plan = build_plan(rows, 8, cfg.train.seed, 1, 4)  # steps 1-3: 4 clips per rank per step
     clip = plan.column("clip").to_numpy().reshape(3, 2, 4)  # (step, rank, row)
     seed = plan.column("sample_seed").to_numpy().reshape(3, 2, 4)
-    datasets = train_datasets_per_rank(cfg, rows, image_size=32, start_step=1, end_step=4)
+    # as the trainer; set before the datasets are made, which copy the current DataContext
     ctx = ray_session.data.DataContext.get_current()
-    before, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True  # as the trainer
+    before, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
     try:
+        datasets = train_datasets_per_rank(cfg, rows, image_size=32, start_step=1, end_step=4)
         for rank in range(2):
             got = [f for b in datasets[rank_dataset_name(rank)].iter_batches(batch_size=4, batch_format="numpy")
                    for f in b["frames"]]

@@ -37,6 +37,11 @@ def _events(directory: Path):
         yield path, acc
 
 
+def _steps(directory: Path, tag: str) -> set[int]:
+    """The steps at which ``tag`` was logged, over every event file of a run (HParams adds its own)."""
+    return {e.step for _, acc in _events(directory) if tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)}
+
+
 def _hparams_sessions(hparams_dir: Path) -> dict[str, dict]:
     """trial id -> {hparams, metrics} as TensorBoard's HParams plugin reads them."""
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -127,7 +132,7 @@ def test_sweep_logs_every_trial_stops_the_bad_one_and_its_best_config_trains(
     # step or two more while the stop reaches its workers) ...
     def train_steps(row):
         run = sweep / "runs" / row.trial_id / "tensorboard"
-        return {e.step for _, acc in _events(run) for e in acc.Scalars("train/loss")}
+        return _steps(run, "train/loss")
 
     assert train_steps(good) == set(range(1, 7))
     assert {1, 2} <= train_steps(bad)
@@ -195,7 +200,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_sess
     # eval.every=2: R@1 at the step-2 checkpoint as well as at the end, in TensorBoard and in Tune.
     for row in result.rows:
         run = sweep / "runs" / row.trial_id / "tensorboard"
-        assert {e.step for _, acc in _events(run) for e in acc.Scalars("eval/t2v_R1")} == {2, 4}
+        assert _steps(run, "eval/t2v_R1") == {2, 4}
         progress = (Path(row.path) / "progress.csv").read_text().splitlines()
         header = progress[0].split(",")
         assert all(line.split(",")[header.index("t2v_R1")] for line in progress[1:])

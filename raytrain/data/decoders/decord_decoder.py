@@ -30,6 +30,16 @@ def import_decord():
     return decord
 
 
+def unpad_rows(frame: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` from a frame decord shaped ``(h, w, c)`` over rows padded to ``w * c`` bytes."""
+    h, w, c = frame.shape
+    if c == 3:
+        return frame
+    if (w * c) < w * 3:
+        raise ValueError(f"a decoded frame of shape {frame.shape} holds fewer than 3 bytes a pixel")
+    return np.ascontiguousarray(frame.reshape(h, w * c)[:, : w * 3]).reshape(h, w, 3)
+
+
 class _DecordVideo:
     """A ``VideoReader(path, num_threads=1)``. decord counts the frames an mp4 edit list hides (it
     reports 100 where a player shows 75) but reads index ``k`` as the ``k``-th presented frame, and the
@@ -37,6 +47,7 @@ class _DecordVideo:
 
     def __init__(self, path: str):
         self.reader = import_decord().VideoReader(path, num_threads=1)
+        self.padded_rows = False  # set once get_batch has refused this file's padded frames
         n = len(self.reader)
         self.fps = float(self.reader.get_avg_fps()) if n > 0 else None
         hidden = 0
@@ -46,7 +57,18 @@ class _DecordVideo:
         self.num_frames = n - hidden
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        return self.reader.get_batch(indices.tolist()).asnumpy()
+        """The frames at ``indices``, ``(n, h, w, 3)``. On CPUs with AVX-512, decord2 3.4.0 keeps
+        FFmpeg's padded rows for some widths (16, 24, 32, 48, 96, 144, ... pixels): ``get_batch``
+        then fails its size check and a single frame comes back as ``(h, w, stride / w)``. Such a
+        file is read frame by frame and each frame's padding cut off (exactly PyAV's frames)."""
+        if not self.padded_rows:
+            try:
+                return self.reader.get_batch(indices.tolist()).asnumpy()
+            except Exception as exc:  # decord.DECORDError (its module path differs between builds)
+                if "must exactly match" not in str(exc):
+                    raise
+                self.padded_rows = True
+        return np.stack([unpad_rows(self.reader[int(i)].asnumpy()) for i in indices])
 
     def __enter__(self):
         return self

@@ -30,7 +30,7 @@ browser:
 		echo "chromium not installed: the browser test will skip"
 
 test: install
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=30
 
 test-fast: install
 	$(PY) -m pytest -q -m "not ray and not e2e"

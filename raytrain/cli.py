@@ -51,18 +51,12 @@ def evaluate_checkpoint(checkpoint: str | None, overrides: list[str], out: str |
     """Evaluate a raytrain checkpoint (folder or run folder) on its config's eval split, or, with no
     checkpoint, the model that ``config`` + ``overrides`` build untrained: zero-shot from
     ``model.pretrained`` (an open_clip/OpenAI file, or a raytrain checkpoint's towers)."""
-    from raytrain.config import apply_overrides
     from raytrain.data.manifest import load_manifest
-    from raytrain.methods import build_objective, retrieval_model
+    from raytrain.methods import build_objective, load_trained_objective, retrieval_model
     from raytrain.ray_env import ensure_ray
-    from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
 
     if checkpoint:
-        ckpt = find_checkpoint(checkpoint)
-        cfg = apply_overrides(load_checkpoint_config(ckpt), overrides)
-        state = load_training_state(ckpt)
-        objective = build_objective(cfg)
-        objective.load_state_dict(state["model"])
+        ckpt, cfg, objective, state = load_trained_objective(checkpoint, overrides)
         step, default_dir, source = int(state["step"]), ckpt, str(ckpt)
     else:  # zero-shot: no training, the towers as model.pretrained has them
         cfg = load_config(config, overrides)

@@ -51,3 +51,18 @@ def retrieval_model(objective: Objective) -> nn.Module:
 
 
 __all__ = ["METHODS", "Objective", "build_objective", "data_columns", "retrieval_model"]
+
+
+def load_trained_objective(checkpoint, overrides=()) -> tuple:
+    """``(checkpoint folder, config, objective, saved state)`` of a raytrain checkpoint (a checkpoint
+    folder or a run folder: its newest complete one), the config its own plus ``overrides``: the one
+    way ``raytrain eval`` and search rebuild a trained model."""
+    from raytrain.config import apply_overrides
+    from raytrain.train.state import find_checkpoint, load_checkpoint_config, load_training_state
+
+    ckpt = find_checkpoint(checkpoint)
+    cfg = apply_overrides(load_checkpoint_config(ckpt), list(overrides))
+    state = load_training_state(ckpt)
+    objective = build_objective(cfg)
+    objective.load_state_dict(state["model"])
+    return ckpt, cfg, objective, state

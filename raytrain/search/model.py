@@ -25,13 +25,7 @@ def load_search_model(checkpoint: str, overrides: list[str] | tuple[str, ...] = 
     open_clip model (zero-shot: ``model.arch`` from ``overrides`` picks the architecture)."""
     from raytrain.config import apply_overrides
     from raytrain.search.index_files import hash_files
-    from raytrain.train.state import (
-        CONFIG_FILE,
-        STATE_FILE,
-        find_checkpoint,
-        load_checkpoint_config,
-        load_training_state,
-    )
+    from raytrain.train.state import CONFIG_FILE, STATE_FILE
 
     path = Path(checkpoint).expanduser()
     if path.is_file():  # open_clip / OpenAI weights, no training
@@ -40,12 +34,9 @@ def load_search_model(checkpoint: str, overrides: list[str] | tuple[str, ...] = 
         cfg = apply_overrides(Config(), [*overrides, f"model.pretrained={path.resolve()}"])
         model = build_model(cfg.model)
         return SearchModel(cfg, model.eval(), str(path.resolve()), hash_files([path]))
-    from raytrain.methods import build_objective, retrieval_model
+    from raytrain.methods import load_trained_objective, retrieval_model
 
-    ckpt = find_checkpoint(path)
-    cfg = apply_overrides(load_checkpoint_config(ckpt), list(overrides))
-    objective = build_objective(cfg)
-    objective.load_state_dict(load_training_state(ckpt)["model"])
+    ckpt, cfg, objective, _ = load_trained_objective(path, overrides)
     model = retrieval_model(objective)
     if not (hasattr(model, "encode_video") and hasattr(model, "encode_text")) or hasattr(model, "similarity"):
         raise ValueError(f"checkpoint '{ckpt}': method '{cfg.method.name}' scores with its own similarity, "

@@ -4,11 +4,12 @@ Two ranks read the training stream in lockstep (a barrier after every batch, as 
 them), each ``train.batch_size`` clips a step:
 
 * ``split``: one dataset of the epoch plan, ``streaming_split(ranks, equal=True)`` as Ray Train's
-  ``DataConfig`` does, ``--actors`` decode actors in all (the default, ``data.per_rank_plan=false``);
+  ``DataConfig`` does, ``--actors`` decode actors in all (``data.per_rank_plan=false``);
 * ``per-rank``: one dataset per rank holding its own slice of every step, read in plan order
-  (``preserve_order``), ``--actors / ranks`` decode actors each — the same actors in all;
+  (``preserve_order``), ``--actors / ranks`` decode actors each — the same actors in all (the default,
+  ``data.per_rank_plan=true``);
 * ``per-rank x2``: as ``per-rank`` with ``--actors`` each (twice the actors and the CPUs they reserve:
-  what ``data.decode_actors`` per dataset meant before).
+  what ``data.decode_actors`` meant before it counted the training stream's actors in all).
 
 Passes are interleaved (``--repeats`` rounds of split, per-rank, per-rank x2) so load drift hits every
 variant alike; clips/s end to end (actor start-up included) and steady (after the first quarter).
@@ -91,9 +92,10 @@ def main() -> None:
         f"scaling.num_workers={args.ranks}", f"train.batch_size={args.batch}",
         f"run.storage_path={Path(args.data) / 'runs'}", "run.name=bench"])
     variants = {
-        "split": apply_overrides(base, [f"data.decode_actors={args.actors}"]),
-        "per-rank": apply_overrides(base, ["data.per_rank_plan=true", f"data.decode_actors={args.actors // args.ranks}"]),
-        "per-rank x2": apply_overrides(base, ["data.per_rank_plan=true", f"data.decode_actors={args.actors}"]),
+        "split": apply_overrides(base, ["data.per_rank_plan=false", f"data.decode_actors={args.actors}"]),
+        # data.decode_actors is the training stream's actors in all: per rank, actors / ranks each
+        "per-rank": apply_overrides(base, ["data.per_rank_plan=true", f"data.decode_actors={args.actors}"]),
+        "per-rank x2": apply_overrides(base, ["data.per_rank_plan=true", f"data.decode_actors={2 * args.actors}"]),
     }
     ray.init(num_cpus=max(args.actors * 2, os.cpu_count() or 1), object_store_memory=1 << 30,
              include_dashboard=False, log_to_driver=False)

@@ -130,10 +130,16 @@ def test_shipped_spaces_load_against_the_sweep_config(name):
 def test_concurrency_follows_the_cluster_and_the_trial_size():
     cfg = apply_overrides(Config(), ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.decode_actors=1",
                                      "data.decode_cpus=0.5"])
-    need = trial_resources(cfg)  # 2 workers + train decode pool + eval decode pool + trial driver
-    assert need == {"CPU": pytest.approx(3.01)}
+    need = trial_resources(cfg)  # 2 workers + a 1-actor pool per rank + the eval pool + trial driver
+    assert need == {"CPU": pytest.approx(3.51)}
     assert max_concurrent_trials(cfg, {"CPU": 4}) == 1
-    assert max_concurrent_trials(cfg, {"CPU": 16}) == 5
+    assert max_concurrent_trials(cfg, {"CPU": 16}) == 4
+    assert cfg.train_decode_pools == (2, 1)
+    assert apply_overrides(cfg, ["data.decode_actors=3"]).train_decode_pools == (2, 2)  # at least a share each
+    split = apply_overrides(cfg, ["data.per_rank_plan=false"])  # one train pool of data.decode_actors
+    assert split.train_decode_pools == (1, 1)
+    assert trial_resources(split) == {"CPU": pytest.approx(3.01)}
+    assert trial_resources(apply_overrides(cfg, ["data.decode_actors=4"])) == {"CPU": pytest.approx(2 + 2 + 4 * 0.5 + 0.01)}
     gpu = apply_overrides(cfg, ["scaling.use_gpu=true", "data.decode_resource=decode"])
     assert max_concurrent_trials(gpu, {"CPU": 64, "GPU": 4, "decode": 8}) == 2  # GPUs bind
     assert max_concurrent_trials(gpu, {"CPU": 64, "GPU": 8, "decode": 3}) == 1  # decode slots bind

@@ -34,7 +34,9 @@ class DataSection:
     # read: counted, logged), torchcodec / torchcodec-cuda (NVDEC; the optional [torchcodec] extra).
     # docs/decoders.md: which formats each reads and how fast.
     decoder: Literal["auto", "decord", "pyav", "torchcodec", "torchcodec-cuda"] = "auto"
-    decode_actors: int = knob(1, at_least(1))  # Ray Data decode actors (per dataset)
+    # Ray Data decode actors of the training stream in all (with per_rank_plan shared by the ranks'
+    # pools, at least one each) and of the evaluation stream.
+    decode_actors: int = knob(1, at_least(1))
     decode_cpus: float = knob(0.5, above(0))  # CPUs each decode actor reserves
     decode_batch_size: int = knob(8, at_least(1))  # clips per map_batches call
     # A custom Ray resource each decode actor requests (e.g. "decode", given only to CPU nodes) so the
@@ -47,9 +49,11 @@ class DataSection:
     # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
     on_bad_video: Literal["error", "skip"] = "error"
     decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
-    # True: every rank streams its own slice of each planned step in plan order (one decode pool per
-    # rank), so batches and a resumed run are reproducible; False: Ray Data's dynamic streaming split.
-    per_rank_plan: bool = False
+    # True: every rank streams its own slice of each planned step in plan order (a decode pool per
+    # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit;
+    # False: Ray Data's dynamic streaming split (order depends on timing). True costs no throughput:
+    # bench/replay_cost.py measured it 1.3-1.6x faster than the split with the same actors (docs/faults.md).
+    per_rank_plan: bool = True
     # frames: the first time a clip is needed its sampled, resized uint8 frames are written to Arrow
     # shards (raytrain/data/frame_cache.py); later epochs and evaluations read them instead of decoding.
     cache: Literal["none", "frames"] = "none"
@@ -372,6 +376,15 @@ class Config:
             out.append((f"faults.{once_only[0]}", ("needs a local run.storage_path (the fault's once-only "
                                                   "marker lives in the run folder)")))
         return out
+
+    @property
+    def train_decode_pools(self) -> tuple[int, int]:
+        """``(pools, actors each)`` of the training stream: one pool of ``data.decode_actors``, or with
+        ``data.per_rank_plan`` one per rank sharing them (at least one actor each)."""
+        if not self.data.per_rank_plan:
+            return 1, self.data.decode_actors
+        world = self.scaling.num_workers
+        return world, -(-self.data.decode_actors // world)
 
     @property
     def needs_eval(self) -> bool:

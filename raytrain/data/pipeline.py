@@ -24,8 +24,9 @@ from raytrain.data.substitute import substitute_rows
 
 
 def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] | None = None,
-            cache_location: str | None = None, mask_columns: Sequence[str] = ()):
-    """``ds`` through the decode actors (:class:`DecodeClips`, set up once per actor)."""
+            cache_location: str | None = None, mask_columns: Sequence[str] = (), actors: int | None = None):
+    """``ds`` through ``actors`` decode actors (default ``data.decode_actors``; :class:`DecodeClips`,
+    set up once per actor)."""
     import ray.data
 
     spec = DecodeSpec.from_config(cfg, image_size, train, mask_columns, cache_location)
@@ -35,7 +36,7 @@ def _decode(ds, cfg: Config, image_size: int, train: bool, rows: list[ClipRow] |
         fn_constructor_kwargs={"spec": spec, "substitutes": substitutes},
         batch_size=cfg.data.decode_batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=cfg.data.decode_actors),
+        compute=ray.data.ActorPoolStrategy(size=actors or cfg.data.decode_actors),
         num_cpus=cfg.data.decode_cpus,
         **decode_remote_args(cfg),
     )
@@ -117,7 +118,8 @@ def train_datasets_per_rank(cfg: Config, rows: list[ClipRow], image_size: int, s
         part = plan.take(np.flatnonzero(position // per_rank == rank))
         ds = _table_dataset(part, cfg.data.decode_batch_size)
         out[rank_dataset_name(rank)] = _decode(ds, cfg, image_size, train=True, rows=rows,
-                                               cache_location=cache_location, mask_columns=mask_columns)
+                                               cache_location=cache_location, mask_columns=mask_columns,
+                                               actors=cfg.train_decode_pools[1])
     return out
 
 

@@ -27,14 +27,13 @@ def sweep_dir(cfg: Config) -> str:
 def trial_resources(cfg: Config) -> dict[str, float]:
     """What one trial holds at its peak: Train workers, the train decode pool(s) and the eval pool."""
     d, s = cfg.data, cfg.scaling
-    pools = s.num_workers if d.per_rank_plan else 1
-    if cfg.needs_eval:
-        pools += 1
-    need = {"CPU": s.num_workers * s.cpus_per_worker + pools * d.decode_actors * d.decode_cpus + TRIAL_DRIVER_CPU}
+    pools, each = cfg.train_decode_pools
+    actors = pools * each + (d.decode_actors if cfg.needs_eval else 0)
+    need = {"CPU": s.num_workers * s.cpus_per_worker + actors * d.decode_cpus + TRIAL_DRIVER_CPU}
     if s.use_gpu:
         need["GPU"] = float(s.num_workers)
     if d.decode_resource:
-        need[d.decode_resource] = pools * d.decode_actors * d.decode_resource_per_actor
+        need[d.decode_resource] = actors * d.decode_resource_per_actor
     return need
 
 

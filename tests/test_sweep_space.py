@@ -129,7 +129,7 @@ def test_shipped_spaces_load_against_the_sweep_config(name):
 
 def test_concurrency_follows_the_cluster_and_the_trial_size():
     cfg = apply_overrides(Config(), ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.decode_actors=1",
-                                     "data.decode_cpus=0.5"])
+                                     "data.decode_cpus=0.5", "data.per_rank_plan=true"])
     need = trial_resources(cfg)  # 2 workers + a 1-actor pool per rank + the eval pool + trial driver
     assert need == {"CPU": pytest.approx(3.51)}
     assert max_concurrent_trials(cfg, {"CPU": 4}) == 1

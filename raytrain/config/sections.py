@@ -51,9 +51,9 @@ class DataSection:
     decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
     # True: every rank streams its own slice of each planned step in plan order (a decode pool per
     # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit;
-    # False: Ray Data's dynamic streaming split (order depends on timing). True costs no throughput:
-    # bench/replay_cost.py measured it 1.3-1.6x faster than the split with the same actors (docs/faults.md).
-    per_rank_plan: bool = True
+    # False: Ray Data's dynamic streaming split (order depends on timing). Not yet the default: with
+    # data.cache=frames the ranks' pools miss each other's shards in later epochs (docs/faults.md).
+    per_rank_plan: bool = False
     # frames: the first time a clip is needed its sampled, resized uint8 frames are written to Arrow
     # shards (raytrain/data/frame_cache.py); later epochs and evaluations read them instead of decoding.
     cache: Literal["none", "frames"] = "none"

@@ -42,10 +42,10 @@ MARK_START, MARK_END = "<!-- pretrained-protocol: start (bench/ablation.py --sui
 
 @dataclass(frozen=True)
 class Job:
-    kind: str               # "pretrain", "zero_shot" or "finetune"
+    kind: str               # "pretrain", "attention", "zero_shot" or "finetune"
     row: str                # the table row (pretrain jobs: the backbone)
     seed: int
-    run: str                # run.name
+    run: str                # run.name ("" for attention jobs: no run)
     overrides: tuple[str, ...]
     pretrained: str | None  # the model.pretrained this job starts from (a pretraining run folder)
 
@@ -65,12 +65,17 @@ def plan(prefix: str, storage_path: str, seeds: list[int], corpus: str, benchmar
     for seed in seeds:
         tail = (f"train.seed={seed}",)
         backbone_dir = {}
+        # CLS-attention concentration on the benchmark's test clips, before and after each pretraining
+        jobs.append(Job("attention", "random init", seed, "", (f"data.manifest={benchmark}", *tail), None))
         for b in needed:
             key, overrides = PRETRAIN[b]
             run = f"{prefix}-{key}-seed{seed}"
             backbone_dir[b] = str(Path(storage_path) / run)
             jobs.append(Job("pretrain", b, seed, run, (f"data.manifest={corpus}", *overrides, *pretrain_overrides,
                                                         *tail, f"run.name={run}"), None))
+            jobs.append(Job("attention", f"{b}-pretrained", seed, "", (f"data.manifest={benchmark}",
+                                                                       f"model.pretrained={backbone_dir[b]}", *tail),
+                            backbone_dir[b]))
         for row, b in ZERO_SHOT.items():
             if b in backbone_dir:
                 run = f"{prefix}-zs-{PRETRAIN[b][0]}-seed{seed}"
@@ -110,6 +115,8 @@ def add_protocol_arguments(parser) -> None:
                    help="the benchmark manifest (generated there if missing: data.synth_num_videos clips + --extra-test)")
     g.add_argument("--extra-test", type=int, default=240, help="extra test clips of a generated benchmark")
     g.add_argument("--pretrain-overrides", nargs="*", default=[], help="key=value overrides of the pretraining runs only")
+    g.add_argument("--attention-clips", type=int, default=80,
+                   help="benchmark test clips the CLS-attention concentration is measured on")
     g.add_argument("--plan-only", action="store_true", help="print the jobs and their overrides, run nothing")
 
 
@@ -156,19 +163,53 @@ def run_protocol(args) -> None:
     for job in jobs:
         overrides = [*args.overrides, *job.overrides]
         t0 = time.time()
-        if job.kind == "zero_shot":
+        if job.kind == "attention":
+            metrics = _attention(args, overrides)
+        elif job.kind == "zero_shot":
             out = Path(base.run.storage_path) / job.run / "metrics.json"
             metrics = json.loads(out.read_text()) if out.is_file() else \
                 evaluate_checkpoint(None, overrides, str(out), args.config)["metrics"]
         else:
             metrics = dict(fit(load_config(args.config, overrides)).metrics)
         metrics["wall_s"] = time.time() - t0
-        _record(results, f"pretrain: {job.row}" if job.kind == "pretrain" else job.row, job.seed, metrics)
+        prefix = {"pretrain": "pretrain: ", "attention": "attention: "}.get(job.kind, "")
+        _record(results, prefix + job.row, job.seed, metrics)
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=1))
-        print(f"[protocol] {job.kind} {job.row} seed {job.seed}: {metrics.get('t2v_R1', float('nan')):.1f} R@1, "
-              f"{metrics['wall_s']:.0f} s", flush=True)
+        shown = f"ratio {metrics['ratio']:.2f}" if job.kind == "attention" else f"R@1 {metrics.get('t2v_R1', float('nan')):.1f}"
+        print(f"[protocol] {job.kind} {job.row} seed {job.seed}: {shown}, {metrics['wall_s']:.0f} s", flush=True)
     write_protocol_report(args, base, results)
+
+
+def _attention(args, overrides: list[str]) -> dict:
+    """The CLS-attention concentration of the (random-init or model.pretrained) model on the first
+    ``--attention-clips`` benchmark test clips (bench/attention_concentration.py)."""
+    from attention_concentration import concentration
+    from mask_pictures import eval_frames, load_model
+
+    cfg, model = load_model(None, args.config, overrides)
+    return concentration(model, eval_frames(cfg, args.attention_clips))
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    import statistics
+
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def _attention_table(results: dict[str, list[dict]]) -> list[str]:
+    rows = [(name.removeprefix("attention: "), runs) for name, runs in results.items() if name.startswith("attention: ")]
+    if not rows:
+        return []
+    lines = ["### CLS attention on the objects (last layer, benchmark test clips)", "",
+             "| backbone | attention on object patches % | objects' share of the frame % | ratio | runs |",
+             "|---|---|---|---|---|"]
+    for name, runs in rows:
+        lines.append(f"| {name} | {_mean_std([100 * r['attention_share'] for r in runs], 1)} | "
+                     f"{_mean_std([100 * r['area_share'] for r in runs], 1)} | "
+                     f"{_mean_std([r['ratio'] for r in runs], 2)} | {len(runs)} |")
+    return [*lines, ""]
 
 
 def write_protocol_report(args, cfg, results: dict[str, list[dict]]) -> None:
@@ -181,7 +222,7 @@ def write_protocol_report(args, cfg, results: dict[str, list[dict]]) -> None:
               "", (f"Pretraining corpus `{args.corpus}`, benchmark `{args.benchmark}`; `{cfg.model.arch}` "
                    f"({cfg.model.temporal}), {cfg.data.num_frames} frames, {cfg.scaling.num_workers} workers x "
                    f"batch {cfg.train.batch_size}, {cfg.train.epochs} epochs for every fine-tune.")]
-    lines = ["### Zero-shot (no training on the benchmark)", "", *metric_tables(zero, baseline=""), "",
+    lines = [*_attention_table(results), "### Zero-shot (no training on the benchmark)", "", *metric_tables(zero, baseline=""), "",
              "### Fine-tuned (same budget; Δ paired by seed against the baseline-pretrained baseline)", "",
              *metric_tables(tuned, baseline=next(iter(FINETUNE)))]
     out = Path("docs/ablation.md")

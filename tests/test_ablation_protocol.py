@@ -46,7 +46,7 @@ def test_plan_pretrains_each_backbone_once_per_seed_and_fine_tunes_from_it():
     mascot_negnce = next(j for j in tuned if j.row == "MASCOT + NegNCE")
     assert _value(mascot_negnce, "method.contrastive") == "negnce" and _value(mascot_negnce, "method.name") == "mascot"
     # run names are unique and never those of the from-scratch suites (those would be resumed instead)
-    runs = [j.run for j in jobs]
+    runs = [j.run for j in jobs if j.kind != "attention"]  # attention jobs make no run
     assert len(set(runs)) == len(runs)
     assert not any(r.startswith(("abl-0-baseline", "abl-4-co-learning", "abl-miles")) for r in runs)
 
@@ -63,9 +63,13 @@ def test_zero_shot_jobs_evaluate_each_pretraining_run_without_training():
 def test_a_subset_of_rows_pretrains_only_what_it_needs_and_overrides_load():
     jobs = plan("abl", "runs/abl", [5], "pre.parquet", "bench.parquet", rows=["+ ISC"],
                 pretrain_overrides=("train.epochs=3",))
-    assert [(j.kind, j.row) for j in jobs] == [("pretrain", "baseline"),
+    assert [(j.kind, j.row) for j in jobs] == [("attention", "random init"), ("pretrain", "baseline"),
+                                               ("attention", "baseline-pretrained"),
                                                ("zero_shot", "baseline-pretrained, zero-shot"), ("finetune", "+ ISC")]
-    assert _value(jobs[0], "train.epochs") == "3" and _value(jobs[2], "train.epochs") is None
+    assert _value(jobs[1], "train.epochs") == "3" and _value(jobs[4], "train.epochs") is None
+    # attention measured on the benchmark, before pretraining and from the pretraining run
+    assert [_value(j, "model.pretrained") for j in jobs if j.kind == "attention"] == [None, "runs/abl/abl-pre-baseline-seed5"]
+    assert {_value(j, "data.manifest") for j in jobs if j.kind == "attention"} == {"bench.parquet"}
     for j in jobs:  # every job's overrides make a valid config
         load_config(CONFIG, list(j.overrides))
     with pytest.raises(ValueError, match="unknown fine-tune rows"):

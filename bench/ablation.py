@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--suite", choices=[*sorted(SUITES), "pretrained"], default="ablation")
     parser.add_argument("--config", default="configs/ablation.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="*", default=None, help="subset of the suite's variant indices")
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="subset of the suite's variant indices (--suite pretrained: its fine-tune rows)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved results")
     add_protocol_arguments(parser)
     parser.add_argument("overrides", nargs="*")

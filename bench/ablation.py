@@ -2,12 +2,15 @@
 
 ``--suite ablation`` (default): MASCOT's ablation, baseline → +random masking → +attention masking →
 +ISC → +co-learning, written to ``docs/ablation.md``. ``--suite methods``: baseline, MILES,
-DMAE+TPM-CL and MASCOT, written to ``docs/methods_synthvtt.md``. Every variant trains with the same
+DMAE+TPM-CL and MASCOT, written to ``docs/methods_synthvtt.md``. ``--suite pretrained``: the
+pretrain → zero-shot → fine-tune protocol (issue 21; jobs planned in ``bench/ablation_protocol.py``),
+written into its own section of ``docs/ablation.md``. Every variant trains with the same
 steps, batch, frames and schedule from one config; tables give mean ± std of the metrics and the
 change against the baseline paired by seed. Finished runs are resumed (evaluated again), not
 retrained, so the script can be re-run; text after a "## Reading it" heading in the report is kept.
 
     .venv/bin/python bench/ablation.py --suite ablation --seeds 0 1 2 [--config configs/ablation.yaml] [key=value ...]
+    .venv/bin/python bench/ablation.py --suite pretrained --seeds 0 1 2 [--plan-only] [--variants 0 4 7]
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import statistics
 import time
 from pathlib import Path
+
+from ablation_protocol import add_protocol_arguments, run_protocol  # bench/ (this folder is sys.path[0])
 
 # variant name -> (run key, config overrides). Run keys are stable so suites share finished runs.
 SUITES = {
@@ -44,13 +49,18 @@ KEYS = ["t2v_R1", "t2v_R5", "t2v_R10", "t2v_MnR", "v2t_R1"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=sorted(SUITES), default="ablation")
+    parser.add_argument("--suite", choices=[*sorted(SUITES), "pretrained"], default="ablation")
     parser.add_argument("--config", default="configs/ablation.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="*", default=None, help="subset of the suite's variant indices")
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="subset of the suite's variant indices (--suite pretrained: its fine-tune rows)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved results")
+    add_protocol_arguments(parser)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.suite == "pretrained":
+        run_protocol(args)
+        return
     args.out, args.results, args.title = OUTPUTS[args.suite]
     variants = SUITES[args.suite]
     if args.report_only:
@@ -94,6 +104,28 @@ def _fmt(values: list[float], signed: bool = False) -> str:
     return f"{mean:+.1f} ± {std:.1f}" if signed else f"{mean:.1f} ± {std:.1f}"
 
 
+def metric_tables(results: dict[str, list[dict]], baseline: str | None = None,
+                  delta_rows: list[str] | None = None) -> list[str]:
+    """Markdown: mean ± std of every row, then each row's change against ``baseline`` (default the first
+    row) paired by seed (for ``delta_rows``, default every row after the baseline)."""
+    lines = ["| variant | t2v R@1 | t2v R@5 | t2v R@10 | t2v MnR | v2t R@1 | runs |", "|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        cells = [_fmt([r[k] for r in runs]) for k in KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    baseline = baseline if baseline is not None else next(iter(results), None)
+    by_seed = {r["seed"]: r for r in results.get(baseline, [])}
+    if by_seed:
+        lines += ["", ("Paired by seed (same initial weights, data order and captions as the baseline run of that "
+                  "seed): change against the baseline, mean ± std over seeds."), "",
+                  "| variant | Δ t2v R@1 | Δ t2v R@5 | Δ t2v R@10 | Δ t2v MnR | Δ v2t R@1 |", "|---|---|---|---|---|---|"]
+        for name in delta_rows if delta_rows is not None else [n for n in results if n != baseline]:
+            pairs = [(r, by_seed[r["seed"]]) for r in results.get(name, []) if r["seed"] in by_seed]
+            if pairs:
+                cells = [_fmt([r[k] - b[k] for r, b in pairs], signed=True) for k in KEYS]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
     lines = [
         f"# {args.title}",
@@ -108,23 +140,8 @@ def write_report(args, cfg, results: dict[str, list[dict]]) -> None:
         f"({cfg.data.synth_num_videos} clips, test split of unseen attribute combinations, every caption a query)."),
         "Same steps, batch and schedule for every variant; mean ± std over seeds (train.seed).",
         "",
-        "| variant | t2v R@1 | t2v R@5 | t2v R@10 | t2v MnR | v2t R@1 | runs |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, runs in results.items():
-        cells = [_fmt([r[k] for r in runs]) for k in KEYS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
-    baseline = results.get(next(iter(SUITES[args.suite])), [])
-    by_seed = {r["seed"]: r for r in baseline}
-    if by_seed:
-        lines += ["", ("Paired by seed (same initial weights, data order and captions as the baseline run of that "
-                  "seed): change against the baseline, mean ± std over seeds."), "",
-                  "| variant | Δ t2v R@1 | Δ t2v R@5 | Δ t2v R@10 | Δ t2v MnR | Δ v2t R@1 |", "|---|---|---|---|---|---|"]
-        for name, runs in list(results.items())[1:]:
-            pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
-            if pairs:
-                cells = [_fmt([r[k] - b[k] for r, b in pairs], signed=True) for k in KEYS]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += metric_tables(results, baseline=next(iter(SUITES[args.suite])))
     lines += ["", "Per run (JSON):", "", "```json",
               json.dumps({k: [{m: round(r[m], 2) for m in ["seed", *KEYS]} for r in v] for k, v in results.items()},
                          indent=1),

@@ -28,7 +28,7 @@ def _cmd_synth(args) -> None:
         return
     from raytrain.data.synth import main_synth
 
-    main_synth(args.out, args.num_videos, args.seed, args.test_fraction)
+    main_synth(args.out, args.num_videos, args.seed, args.test_fraction, args.extra_test)
 
 
 def _cmd_train(args) -> None:
@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the scenes and captions (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of clips in the test split, from held-out (shape, colour) pairs (default 0.2)")
+    p.add_argument("--extra-test", type=int, default=0,
+                   help="add this many test clips (held-out pairs) after the --num-videos ones; the train split "
+                        "stays byte for byte the same (e.g. --num-videos 400 --extra-test 240: 320 test clips)")
     p.add_argument("--pretrain-corpus", action="store_true",
                    help="write the image-like pretraining corpus instead (still scenes, appearance-only captions, "
                         "no pair of SynthVTT(--synthvtt-seed, --test-fraction)'s test split; docs/pretraining.md)")

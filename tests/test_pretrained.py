@@ -103,3 +103,17 @@ def test_missing_tower_keys_are_named(tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"missing keys \['text_projection'\]"):
         build_model(ModelSection(arch="RT-Micro-ViT", pretrained=str(path)))
+
+
+def test_train_accepts_a_run_folder_as_model_pretrained(tmp_path, tiny_config):
+    """`raytrain train` checks model.pretrained on the driver: a pretraining run's folder (what
+    bench/ablation.py --suite pretrained hands each fine-tune) passes, a folder without a complete
+    checkpoint is refused naming the key."""
+    from raytrain.train.trainer import validate_inputs
+
+    _, ckpt, run = _raytrain_checkpoint(tmp_path)
+    for source in (run, ckpt, ckpt / "state.pt"):
+        assert validate_inputs(apply_overrides(tiny_config, [f"model.pretrained={source}"])).cfg.model.pretrained
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model.pretrained.*neither a checkpoint"):
+        validate_inputs(apply_overrides(tiny_config, [f"model.pretrained={tmp_path / 'empty'}"]))

@@ -19,7 +19,7 @@ this module holds the split and writes the dataset, and every public name is imp
 Layout of ``out_dir``: ``manifest.parquet`` (metadata key ``raytrain``: dataset info, held-out pairs),
 ``attributes.json`` (every clip's attributes) and ``videos/<video_id>.mp4``.
 
-Everything is a function of ``(num_videos, seed, test_fraction, width, height)``: the manifest,
+Everything is a function of ``(num_videos, seed, test_fraction, width, height, extra_test)``: the manifest,
 attributes and captions are identical across runs, and so are the video bytes (x264 runs on one
 thread).
 """
@@ -164,12 +164,22 @@ def _assign_primary_pairs(num_videos: int, test_fraction: float, seed: int,
 # The dataset
 
 
-def _build_specs(num_videos: int, seed: int, test_fraction: float, width: int, height: int):
+def _extra_test_pairs(extra_test: int, seed: int, held: list[tuple[str, str]]) -> list[tuple[tuple[str, str], str]]:
+    """(primary pair, "test") for ``extra_test`` more test clips: the held-out pairs in a cycle of their
+    own random order, drawn from a stream the base plan never uses (so the base clips stay as they are)."""
+    rng = np.random.default_rng([int(seed), 0x7E57])
+    cycle = [held[i] for i in rng.permutation(len(held))]
+    return [(cycle[i % len(cycle)], "test") for i in range(int(extra_test))]
+
+
+def _build_specs(num_videos: int, seed: int, test_fraction: float, width: int, height: int, extra_test: int = 0):
     held = held_out_pairs(test_fraction, seed)
     held_set = set(held)
     train_pairs = [(s, c) for s in SHAPES for c in COLOURS if (s, c) not in held_set]
     all_pairs = [(s, c) for s in SHAPES for c in COLOURS]
-    plan = _assign_primary_pairs(num_videos, test_fraction, seed, held)
+    # the extra test clips come after the base ones (ids num_videos, ...): every clip's attributes and
+    # captions are seeded by its index, so the base clips, train split included, do not change
+    plan = _assign_primary_pairs(num_videos, test_fraction, seed, held) + _extra_test_pairs(extra_test, seed, held)
     specs: list[tuple[ClipSpec, str, list[str]]] = []
     for i, (pair, split) in enumerate(plan):
         video_id = f"synth_{i:05d}"
@@ -183,16 +193,24 @@ def _build_specs(num_videos: int, seed: int, test_fraction: float, width: int, h
 
 
 def generate_synthvtt(out_dir: str | Path, num_videos: int, seed: int, test_fraction: float = 0.2,
-                      width: int = 160, height: int = 120) -> Path:
+                      width: int = 160, height: int = 120, extra_test: int = 0) -> Path:
     """Generate SynthVTT into ``out_dir`` and return the manifest path ``out_dir/manifest.parquet``.
 
     Clips go to ``out_dir/videos/<video_id>.mp4`` (manifest paths are relative, e.g.
     ``videos/synth_00017.mp4``), every clip's attributes to ``out_dir/attributes.json``; the manifest
     metadata holds the generation parameters and the held-out (shape, colour) pairs.
+
+    ``extra_test`` adds that many test clips (held-out pairs, ids after the ``num_videos`` base clips)
+    and changes nothing else: the train split, and the base test clips, are byte for byte those of
+    ``extra_test=0``. This grows the test split (e.g. 400 clips + 240 → 320 test clips) without the
+    fewer training pairs a larger ``test_fraction`` would hold out, or the other clips a larger
+    ``num_videos`` would draw.
     """
     num_videos = int(num_videos)
     if num_videos <= 0:
         raise ValueError(f"num_videos must be > 0, got {num_videos}")
+    if int(extra_test) < 0:
+        raise ValueError(f"extra_test must be >= 0, got {extra_test}")
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise ValueError(f"width and height must be positive and even (H.264 yuv420p), got {width}x{height}")
     if min(width, height) < 32:
@@ -200,7 +218,7 @@ def generate_synthvtt(out_dir: str | Path, num_videos: int, seed: int, test_frac
     out_dir = Path(out_dir)
     videos = out_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    held, specs = _build_specs(num_videos, int(seed), float(test_fraction), int(width), int(height))
+    held, specs = _build_specs(num_videos, int(seed), float(test_fraction), int(width), int(height), int(extra_test))
     rows, attributes = [], {}
     for spec, split, captions in specs:
         rel = f"videos/{spec.video_id}.mp4"
@@ -219,6 +237,7 @@ def generate_synthvtt(out_dir: str | Path, num_videos: int, seed: int, test_frac
         "seed": int(seed),
         "num_videos": num_videos,
         "test_fraction": float(test_fraction),
+        "extra_test": int(extra_test),
         "width": int(width),
         "height": int(height),
         "held_out_pairs": [list(p) for p in held],
@@ -236,14 +255,14 @@ def load_attributes(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     return json.loads((Path(out_dir) / _ATTRIBUTES_NAME).read_text())
 
 
-def main_synth(out: str, num_videos: int, seed: int, test_fraction: float = 0.2) -> None:
+def main_synth(out: str, num_videos: int, seed: int, test_fraction: float = 0.2, extra_test: int = 0) -> None:
     """CLI entry: generate SynthVTT and print a one-line summary."""
     t0 = time.perf_counter()
-    manifest = generate_synthvtt(out, num_videos, seed, test_fraction)
+    manifest = generate_synthvtt(out, num_videos, seed, test_fraction, extra_test=extra_test)
     from raytrain.data.manifest import read_manifest_metadata
 
     meta = read_manifest_metadata(manifest)
     counts = meta.get("split_counts", {})
-    print(f"SynthVTT: {num_videos} clips ({counts.get('train', 0)} train, {counts.get('test', 0)} test; "
+    print(f"SynthVTT: {num_videos + extra_test} clips ({counts.get('train', 0)} train, {counts.get('test', 0)} test; "
           f"{len(meta.get('held_out_pairs', []))} (shape, colour) pairs held out for test), seed {seed}, "
           f"{time.perf_counter() - t0:.1f} s -> {manifest}")

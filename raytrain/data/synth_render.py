@@ -42,16 +42,30 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
     raise ValueError(f"unknown shape '{shape}'")
 
 
-def render_frames(spec: ClipSpec) -> np.ndarray:
-    """The clip's frames, ``(num_frames, height, width, 3)`` uint8 RGB (objects drawn in order)."""
+def _object_masks(spec: ClipSpec):
+    """Yield ``(object, (num_frames, height, width) bool)``: each object's pixels in every frame."""
     t_count, h, w = spec.num_frames, spec.height, spec.width
-    frames = np.broadcast_to(_background_image(spec), (t_count, h, w, 3)).copy()
     ys = np.arange(h, dtype=np.float32)[None, :, None] + 0.5
     xs = np.arange(w, dtype=np.float32)[None, None, :] + 0.5
     p = np.linspace(0.0, 1.0, t_count, dtype=np.float32) if t_count > 1 else np.zeros(1, np.float32)
     for obj in spec.objects:
         cx = obj.start_xy[0] + p * (obj.end_xy[0] - obj.start_xy[0])
         cy = obj.start_xy[1] + p * (obj.end_xy[1] - obj.start_xy[1])
-        mask = _shape_mask(obj.shape, xs - cx[:, None, None], ys - cy[:, None, None], obj.radius)
+        yield obj, _shape_mask(obj.shape, xs - cx[:, None, None], ys - cy[:, None, None], obj.radius)
+
+
+def render_frames(spec: ClipSpec) -> np.ndarray:
+    """The clip's frames, ``(num_frames, height, width, 3)`` uint8 RGB (objects drawn in order)."""
+    frames = np.broadcast_to(_background_image(spec), (spec.num_frames, spec.height, spec.width, 3)).copy()
+    for obj, mask in _object_masks(spec):
         frames[mask] = np.array(COLOUR_RGB[obj.colour], dtype=np.uint8)
     return frames
+
+
+def object_footprint(spec: ClipSpec) -> np.ndarray:
+    """``(num_frames, height, width) bool``: the pixels any object covers in each frame, exactly as
+    :func:`render_frames` draws them (the ground truth of where the discriminative content is)."""
+    out = np.zeros((spec.num_frames, spec.height, spec.width), dtype=bool)
+    for _, mask in _object_masks(spec):
+        out |= mask
+    return out

@@ -93,16 +93,25 @@ def clip_masks(model, frames: np.ndarray | torch.Tensor, cfg: Config, seed: int 
 
 
 
+def footprint_patches(pixels: np.ndarray, num_patches: int) -> np.ndarray:
+    """``pixels: (..., H, W) bool`` → ``(..., N) bool``: the patches of a square ``N``-patch grid holding
+    at least one True pixel (e.g. SynthVTT's ``object_footprint`` → the object's patches)."""
+    pixels = np.asarray(pixels, dtype=bool)
+    side = patch_grid(num_patches)
+    *lead, h, w = pixels.shape
+    if h % side or w % side:
+        raise ValueError(f"a {h}x{w} frame does not split into a {side}x{side} patch grid")
+    return pixels.reshape(*lead, side, h // side, side, w // side).any(axis=(-3, -1)).reshape(*lead, num_patches)
+
+
 def object_patches(frames: np.ndarray, num_patches: int, min_saturation: int = 60) -> np.ndarray:
     """``frames: (..., H, W, 3) uint8`` → ``(..., N) bool``: patches holding a saturated pixel (max − min
     channel ≥ ``min_saturation``). SynthVTT draws coloured objects on grey backgrounds, so these are the
-    object's patches there; on other data this is only a colourfulness proxy."""
+    object's patches there (equal to ``footprint_patches(object_footprint(spec))`` on rendered frames);
+    on other data this is only a colourfulness proxy."""
     frames = np.asarray(frames)
-    side = patch_grid(num_patches)
-    *lead, h, w, _ = frames.shape
     sat = frames.max(-1).astype(np.int16) - frames.min(-1).astype(np.int16) >= min_saturation
-    cells = sat.reshape(*lead, side, h // side, side, w // side).any(axis=(-3, -1))
-    return cells.reshape(*lead, num_patches)
+    return footprint_patches(sat, num_patches)
 
 
 def hidden_share(mask: np.ndarray, objects: np.ndarray) -> float:

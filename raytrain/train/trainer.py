@@ -74,8 +74,15 @@ def validate_inputs(cfg: Config) -> TrainInputs:
     file), the model name, the weights path and the batch plan. Errors name the key, row or file."""
     cfg = resolve_paths(cfg)
     image_size = model_image_size(cfg.model.arch)
-    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
-        raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{cfg.model.pretrained}' not found")
+    if cfg.model.pretrained:  # a weights file, or a raytrain checkpoint / run folder (model/pretrained.py)
+        source = Path(cfg.model.pretrained)
+        if not source.exists():
+            raise FileNotFoundError(f"config key 'model.pretrained': checkpoint '{cfg.model.pretrained}' not found")
+        if source.is_dir():
+            try:
+                find_checkpoint(source)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"config key 'model.pretrained': {e}") from None
     train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
     eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.needs_eval else []
     plan_steps(num_epoch_items(train_rows, cfg.data.epoch_unit), cfg.scaling.num_workers, cfg.train.batch_size,

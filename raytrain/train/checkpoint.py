@@ -17,7 +17,7 @@ import torch.distributed as dist
 from raytrain.config import Config
 from raytrain.train.faults import FaultInjector, log_event
 from raytrain.train.resume import TrainState
-from raytrain.train.run_folder import checkpoint_tmp_dir, prune_untracked
+from raytrain.train.run_folder import checkpoint_tmp_dir, prune_untracked, remove_stale_tmp
 from raytrain.train.state import rng_state, save_training_state
 
 
@@ -40,6 +40,8 @@ class Checkpointer:
         self.cfg, self.state, self.rank, self.world_size = cfg, state, rank, world_size
         self.end_step, self.run_dir, self.train_paths, self.injector = end_step, run_dir, train_paths, injector
         self.new_bad_clips: list[int] = []  # plan clips this rank replaced since the last save
+        if rank == 0:
+            remove_stale_tmp(run_dir)  # what the previous attempt's rank 0, killed mid-save, staged
 
     def due(self, step: int) -> bool:
         """A periodic save at ``step`` (the last step's save is the final one)."""

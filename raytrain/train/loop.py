@@ -29,7 +29,6 @@ from raytrain.train.job import TrainJob
 from raytrain.train.logit_scale import after_step_hook, use_logit_scale_clamp
 from raytrain.train.metric_logger import MetricLogger
 from raytrain.train.resume import TrainState, load_resume_state, restore_rng, skip_reporter
-from raytrain.train.run_folder import remove_stale_tmp
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import seed_everything
 from raytrain.train.step import autocast_dtype, train_step
@@ -49,8 +48,6 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
                                               cfg.train.epochs, cfg.train.max_steps)
     state, model = build_state(cfg, total_steps)
     run_dir = local_run_dir(cfg.run.storage_path, cfg.run.name)
-    if rank == 0:
-        remove_stale_tmp(run_dir)  # a save killed midway (the previous attempt's rank 0)
     saved = load_resume_state(ray.train.get_checkpoint(), run_dir, skip_reporter(run_dir, rank))
     if saved is not None:
         state.restore(saved)

@@ -131,3 +131,23 @@ def test_prepare_reports_each_broken_checkpoint_once_in_the_attempt_log(tmp_path
     assert [e["skipped_checkpoint"] for e in read_events(run)] == ["checkpoint_000001"]
     assert "skipping checkpoint" in capsys.readouterr().err
     assert json.loads((run / "checkpoint_000000" / "progress.json").read_text())["step"] == 2
+
+
+def test_the_fallback_is_never_pruned_when_rays_newer_checkpoints_are_broken(tmp_path):
+    run = tmp_path / "run"
+    for step in (4, 8):
+        _save(run / f"checkpoint_s{step}", step)
+    _ray_snapshot(run, ["checkpoint_s8"])
+    _flip_a_weight_byte(run / "checkpoint_s8" / "state.pt")  # same size, damaged
+    assert prune_untracked(run) == [] and latest_checkpoint_step(run) == 4
+
+
+def _flip_a_weight_byte(path):
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    member = next(i for i in zipfile.ZipFile(path).infolist() if i.filename.endswith("data/0"))
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26: member.header_offset + 30])
+    data[member.header_offset + 30 + name_len + extra_len] ^= 0xFF
+    path.write_bytes(bytes(data))

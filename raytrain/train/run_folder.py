@@ -116,8 +116,7 @@ def prune_untracked(run_dir: Path) -> list[str]:
         tracked = snapshot_names(snapshot)
     except (KeyError, TypeError, AttributeError):
         return []
-    tracked_steps = [checkpoint_step(run_dir / n) for n in tracked if checkpoint_problem(run_dir / n) is None]
-    newest_tracked = max((s for s in tracked_steps if s is not None), default=None)
+    newest_tracked = _newest_usable_step(run_dir, tracked)
     if newest_tracked is None:
         return []
     pruned = []
@@ -128,6 +127,13 @@ def prune_untracked(run_dir: Path) -> list[str]:
             say(run_dir, f"removed checkpoint '{folder.name}' (step {step}): not tracked by Ray, older than "
                          f"its step {newest_tracked}", pruned_checkpoint=folder.name)
     return pruned
+
+
+def _newest_usable_step(run_dir: Path, names: set[str]) -> int | None:
+    """The highest step among the usable folders ``names`` (archives checked newest first, until one passes)."""
+    steps = sorted(((checkpoint_step(run_dir / n), n) for n in names if (run_dir / n).is_dir()),
+                   key=lambda t: -1 if t[0] is None else t[0], reverse=True)
+    return next((step for step, n in steps if step is not None and checkpoint_problem(run_dir / n) is None), None)
 
 
 def report_broken(run_dir: Path) -> list[str]:

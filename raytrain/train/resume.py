@@ -117,11 +117,10 @@ def skip_reporter(run_dir: Path | None, rank: int) -> Callable[[str, str], None]
     return (lambda name, reason: report_skipped(run_dir, name, reason)) if rank == 0 else (lambda name, reason: None)
 
 
-def report_skipped(run_dir: Path | None, name: str, reason: str, log: bool = True) -> None:
-    """One line on stderr, and (``log``: rank 0 / the driver) an event in ``<run>/attempts.jsonl``."""
+def report_skipped(run_dir: Path | None, name: str, reason: str) -> None:
+    """One line on stderr, and an event in ``<run>/attempts.jsonl``."""
     print(f"[raytrain] skipping checkpoint '{name}': {reason}", file=sys.stderr, flush=True)
-    if log:
-        log_event(run_dir, skipped_checkpoint=name, reason=reason)
+    log_event(run_dir, skipped_checkpoint=name, reason=reason)
 
 
 def restore_rng(saved: dict[str, Any] | None, seed: int, rank: int, world_size: int) -> None:

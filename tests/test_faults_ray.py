@@ -75,3 +75,42 @@ def test_a_failed_train_command_ends_in_one_message_and_exit_code_1(ray_session,
     bad = next(i for i, r in enumerate(rows) if r.path in err)
     assert f"manifest row {bad} (video_id '{rows[bad].video_id}')" in err
     assert f"run folder: {tmp_path / 'runs' / 'bad'}; last good checkpoint: none" in err
+
+
+def test_a_snapshot_referring_to_a_deleted_and_a_truncated_checkpoint_is_repaired_and_the_run_resumes(
+        ray_session, tiny_config, tmp_path, capsys):
+    """Issue 19: Ray's checkpoint_manager_snapshot.json names a deleted and a truncated checkpoint; the
+    rerun drops both references, resumes from the newest usable one and finishes."""
+    import json
+    import shutil
+
+    from raytrain.config import apply_overrides
+    from raytrain.train.faults import read_events
+    from raytrain.train.run_folder import CHECKPOINT_TMP, SNAPSHOT_FILE
+    from raytrain.train.state import checkpoint_step, complete_checkpoints
+    from raytrain.train.trainer import fit, run_dir
+
+    cfg = apply_overrides(tiny_config, ["train.max_steps=3", "checkpoint.every=1",
+                                        "checkpoint.keep=10", "eval.at_end=false", "data.per_rank_plan=true",
+                                        "run.name=snap"])
+    fit(cfg)
+    run = run_dir(cfg)
+    by_step = {checkpoint_step(p): p for p in run.glob("checkpoint_*") if p.is_dir()}
+    assert sorted(by_step) == [1, 2, 3]
+    assert {r["checkpoint_dir_name"] for r in json.loads((run / SNAPSHOT_FILE).read_text())["checkpoint_results"]} \
+        == {p.name for p in by_step.values()}
+    assert not list((run / CHECKPOINT_TMP).iterdir())  # the staged copies are gone, in the run folder
+    shutil.rmtree(by_step[1])
+    state = by_step[3] / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    (run / CHECKPOINT_TMP / "raytrain-ckpt-killed").mkdir()  # what a rank 0 killed mid-save leaves
+    capsys.readouterr()
+
+    metrics = fit(cfg).metrics
+    assert metrics["step"] == 3 and metrics.get("final")
+    err = capsys.readouterr().err
+    assert f"'{by_step[1].name}' (missing): reference dropped" in err and by_step[3].name in err
+    starts = [e["start_step"] for e in read_events(run) if "start_step" in e]
+    assert starts[-1] == 2  # resumed from the newest usable checkpoint, not from scratch
+    assert not (run / CHECKPOINT_TMP / "raytrain-ckpt-killed").exists()
+    assert next(s for s, _ in complete_checkpoints(run)) == 3

@@ -12,10 +12,11 @@ from raytrain.config import Config
 from raytrain.train.faults import FaultCounters
 from raytrain.train.resume import (
     RNG_RESEED_STRIDE,
+    Candidate,
     TrainState,
     load_resume_state,
     restore_rng,
-    resume_source,
+    resume_order,
 )
 from raytrain.train.state import rng_state, save_training_state, seed_everything
 
@@ -44,8 +45,12 @@ class _RayCheckpoint:
 
 @pytest.mark.parametrize("ray_step,local_step,expected", [
     (None, None, None), (4, None, "ray"), (None, 2, "local"), (2, 4, "local"), (4, 4, "ray"), (6, 4, "ray")])
-def test_resume_source(ray_step, local_step, expected):
-    assert resume_source(ray_step, local_step) == expected
+def test_resume_order_newest_step_first_ray_on_a_tie(tmp_path, ray_step, local_step, expected):
+    cands = [Candidate(s, n, tmp_path / n, n == "ray") for s, n in ((ray_step, "ray"), (local_step, "local"))
+             if s is not None]
+    order = resume_order(cands)
+    assert (order[0].name if order else None) == expected
+    assert len(resume_order([Candidate(2, "a", tmp_path / "x"), Candidate(2, "b", tmp_path / "x", True)])) == 1
 
 
 def test_a_worker_lost_right_after_a_report_resumes_from_the_run_folders_newer_checkpoint(tmp_path):
@@ -91,3 +96,62 @@ def test_train_state_restores_weights_step_and_counters_of_the_dict_form(tmp_pat
     older = load_training_state(_save(tmp_path / "d", 2, extra={}))  # a checkpoint without counters
     state.restore(older)
     assert state.step == 2 and state.counters == FaultCounters()
+
+
+def _truncate(ckpt):
+    data = (ckpt / "state.pt").read_bytes()
+    (ckpt / "state.pt").write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_same_size(ckpt):
+    """A flipped byte in the tensor data: sizes match progress.json, torch.load does not notice."""
+    import struct
+    import zipfile
+
+    data = bytearray((ckpt / "state.pt").read_bytes())
+    member = next(i for i in zipfile.ZipFile(ckpt / "state.pt").infolist() if i.filename.endswith("data/0"))
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26: member.header_offset + 30])
+    data[member.header_offset + 30 + name_len + extra_len] ^= 0xFF  # the first byte of a weight tensor
+    (ckpt / "state.pt").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no progress.json", "corrupt, same size", "unpicklable"])
+def test_a_broken_newest_checkpoint_is_reported_by_name_and_skipped_on_the_worker_and_the_driver(
+        tmp_path, damage, monkeypatch):
+    from raytrain.train import resume as resume_mod
+    from raytrain.train.state import latest_checkpoint_step
+
+    run = tmp_path / "run"
+    _save(run / "checkpoint_000000", 2)
+    _save(run / "checkpoint_000001", 4)
+    newest = _save(run / "checkpoint_000002", 6)
+    if damage == "truncated":
+        _truncate(newest)
+    elif damage == "no progress.json":
+        (newest / "progress.json").unlink()
+    elif damage == "corrupt, same size":
+        _corrupt_same_size(newest)
+    else:  # passes every file check, fails in torch.load (the worker's last line of defence)
+        real = resume_mod.load_training_state
+        monkeypatch.setattr(resume_mod, "load_training_state", lambda d: (_ for _ in ()).throw(
+            RuntimeError("PytorchStreamReader failed reading zip archive")) if d == newest else real(d))
+    skipped = []
+    saved = load_resume_state(_RayCheckpoint(newest), run, lambda name, reason: skipped.append((name, reason)))
+    assert saved["step"] == 4  # the next newest complete one, not a fresh start
+    assert [name for name, _ in skipped] == [str(newest)]  # Ray's is the same folder: reported once
+    if damage != "unpicklable":
+        assert latest_checkpoint_step(run) == 4  # the driver's start step agrees
+    skipped.clear()
+    assert load_resume_state(None, run, lambda name, reason: skipped.append(name))["step"] == 4
+    # Locally only complete-by-size folders are candidates (the driver reports the others before fit).
+    assert skipped == ([str(newest)] if damage in ("corrupt, same size", "unpicklable") else [])
+
+
+def test_only_broken_checkpoints_mean_a_fresh_start(tmp_path, capsys):
+    run = tmp_path / "run"
+    _truncate(_save(run / "checkpoint_000000", 2))
+    assert load_resume_state(_RayCheckpoint(run / "checkpoint_000000"), run) is None
+    err = capsys.readouterr().err
+    assert "skipping checkpoint" in err and "checkpoint_000000" in err and "truncated" in err
+    from raytrain.train.faults import read_events
+    assert [e["skipped_checkpoint"] for e in read_events(run)] == [str(run / "checkpoint_000000")]

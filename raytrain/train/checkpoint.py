@@ -1,13 +1,13 @@
 """The checkpointer: when to save, what a save holds, and the report every rank makes with it.
 
 ``ray.train.report`` is a barrier: every rank calls it the same number of times, at the same steps;
-rank 0 writes the checkpoint files and attaches them. A save gathers every rank's RNG state and the
+rank 0 writes the checkpoint files (staged in the run's ``.checkpoint-tmp``) and attaches them, then
+prunes the checkpoints Ray does not track (``run_folder.prune_untracked``). A save gathers every rank's RNG state and the
 bad clips each rank met since the last save, so the counters in the checkpoint are the run's.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import torch.distributed as dist
 from raytrain.config import Config
 from raytrain.train.faults import FaultInjector, log_event
 from raytrain.train.resume import TrainState
+from raytrain.train.run_folder import checkpoint_tmp_dir, prune_untracked, remove_stale_tmp
 from raytrain.train.state import rng_state, save_training_state
 
 
@@ -39,6 +40,8 @@ class Checkpointer:
         self.cfg, self.state, self.rank, self.world_size = cfg, state, rank, world_size
         self.end_step, self.run_dir, self.train_paths, self.injector = end_step, run_dir, train_paths, injector
         self.new_bad_clips: list[int] = []  # plan clips this rank replaced since the last save
+        if rank == 0:
+            remove_stale_tmp(run_dir)  # what the previous attempt's rank 0, killed mid-save, staged
 
     def due(self, step: int) -> bool:
         """A periodic save at ``step`` (the last step's save is the final one)."""
@@ -72,7 +75,7 @@ class Checkpointer:
         if self.rank != 0:
             ray.train.report(metrics)
             return metrics
-        with tempfile.TemporaryDirectory(prefix="raytrain-ckpt-") as tmp:
+        with checkpoint_tmp_dir(self.run_dir) as tmp:  # in the run folder (local storage), not /tmp
             save_training_state(tmp, self.cfg, state.module, state.optimizer, state.scheduler, step,
                                 [g[0] for g in gathered],
                                 extra={"metrics": metrics, "start_step": state.start_step,
@@ -80,4 +83,6 @@ class Checkpointer:
                                 after_state_file=self.injector.checkpoint_hook(step))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         log_event(self.run_dir, checkpoint_step=step)
+        if self.run_dir is not None:  # e.g. the folder a restart resumed from, never registered with Ray
+            prune_untracked(self.run_dir)
         return metrics

@@ -28,7 +28,7 @@ from raytrain.train.faults import FaultInjector, local_run_dir, on_non_finite
 from raytrain.train.job import TrainJob
 from raytrain.train.logit_scale import after_step_hook, use_logit_scale_clamp
 from raytrain.train.metric_logger import MetricLogger
-from raytrain.train.resume import TrainState, load_resume_state, restore_rng
+from raytrain.train.resume import TrainState, load_resume_state, restore_rng, skip_reporter
 from raytrain.train.schedule import build_optimizer, build_scheduler
 from raytrain.train.state import seed_everything
 from raytrain.train.step import autocast_dtype, train_step
@@ -48,7 +48,7 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
                                               cfg.train.epochs, cfg.train.max_steps)
     state, model = build_state(cfg, total_steps)
     run_dir = local_run_dir(cfg.run.storage_path, cfg.run.name)
-    saved = load_resume_state(ray.train.get_checkpoint(), run_dir)
+    saved = load_resume_state(ray.train.get_checkpoint(), run_dir, skip_reporter(run_dir, rank))
     if saved is not None:
         state.restore(saved)
     restore_rng(saved, cfg.train.seed, rank, world)  # per-rank streams for anything random in the step

@@ -1,23 +1,31 @@
 """The training state and the one decision of where a (re)started worker group resumes from (no Ray).
 
-Two candidates: the checkpoint Ray Train hands the workers (its latest registered report) and the
-newest complete checkpoint in the local run folder. A worker lost right after a report can take that
+The candidates: the checkpoint Ray Train hands the workers (its latest registered report) and the
+complete checkpoints in the local run folder. A worker lost right after a report can take that
 report with it before Ray's controller registers it, although the checkpoint is already complete in
-storage: so the run folder's newest wins when it is later than Ray's; otherwise Ray's; otherwise none.
+storage: so the newest step wins (Ray's on a tie). A candidate with a ``checkpoint_problem``
+(incomplete, damaged archive) or that fails to load is reported by name and skipped for the next
+newest; a fresh start only when no checkpoint is usable. The driver's start step applies the same
+rule (``state.latest_checkpoint_step``), so both pick the same checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from raytrain.train.faults import FaultCounters
+from raytrain.train.faults import FaultCounters, log_event
 from raytrain.train.state import (
-    find_checkpoint,
-    latest_checkpoint_step,
+    checkpoint_problem,
+    checkpoint_step,
+    complete_checkpoints,
     load_training_state,
     seed_everything,
     set_rng_state,
@@ -45,34 +53,74 @@ class TrainState:
         self.counters = FaultCounters.from_saved(saved.get("extra", {}).get("faults"))
 
 
-def resume_source(ray_step: int | None, local_step: int | None) -> Literal["ray", "local"] | None:
-    """Which checkpoint to resume from, given the step of Ray's (None: none) and of the run folder's
-    newest complete one (None: none)."""
-    if local_step is not None and local_step > (ray_step if ray_step is not None else 0):
-        return "local"
-    return "ray" if ray_step is not None else None
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint a resume could use: its step (-1: unknown), a name for messages, its folder."""
+    step: int
+    name: str
+    directory: Path
+    from_ray: bool = False
 
 
-def newest_local_checkpoint(run_dir: Path | None) -> tuple[int, Path] | None:
-    """(step, folder) of the run folder's newest complete checkpoint, or None (none, or remote storage)."""
+def resume_order(candidates: list[Candidate]) -> list[Candidate]:
+    """Newest step first, Ray's before a local one of the same step; one entry per folder."""
+    seen, out = set(), []
+    for c in sorted(candidates, key=lambda c: (c.step, c.from_ray), reverse=True):
+        key = os.path.realpath(c.directory)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def load_first_usable(candidates: list[Candidate], on_skip: Callable[[str, str], None]) -> dict[str, Any] | None:
+    """The saved state of the first candidate (in :func:`resume_order`) that has no
+    ``checkpoint_problem`` and loads; ``on_skip(name, reason)`` for each one passed over."""
+    for c in resume_order(candidates):
+        problem = checkpoint_problem(c.directory)
+        if problem is None:
+            try:
+                return load_training_state(c.directory)
+            except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped, by name
+                problem = f"torch.load failed: {type(exc).__name__}: {exc}"
+        on_skip(c.name, problem)
+    return None
+
+
+def local_candidates(run_dir: Path | None) -> list[Candidate]:
+    """The run folder's complete checkpoints (none for remote storage)."""
     if run_dir is None or not Path(run_dir).is_dir():
-        return None
-    step = latest_checkpoint_step(run_dir)
-    return (step, find_checkpoint(run_dir)) if step > 0 else None
+        return []
+    return [Candidate(step, str(folder), folder) for step, folder in complete_checkpoints(run_dir)]
 
 
-def load_resume_state(ray_checkpoint, run_dir: Path | None) -> dict[str, Any] | None:
+def load_resume_state(ray_checkpoint, run_dir: Path | None,
+                      on_skip: Callable[[str, str], None] | None = None) -> dict[str, Any] | None:
     """The saved state to resume from (see the module docstring), or None for a fresh start.
-    ``ray_checkpoint``: ``ray.train.get_checkpoint()`` (a ``Checkpoint`` or None)."""
-    saved = None
-    if ray_checkpoint is not None:
-        with ray_checkpoint.as_directory() as directory:
-            saved = load_training_state(directory)
-    local = newest_local_checkpoint(run_dir)
-    source = resume_source(int(saved["step"]) if saved is not None else None, local[0] if local else None)
-    if source == "local":
-        return load_training_state(local[1])
-    return saved
+    ``ray_checkpoint``: ``ray.train.get_checkpoint()`` (a ``Checkpoint`` or None); ``on_skip(name,
+    reason)``: told about each broken checkpoint passed over (default: :func:`report_skipped`)."""
+    on_skip = on_skip or (lambda name, reason: report_skipped(run_dir, name, reason))
+    with contextlib.ExitStack() as stack:
+        candidates = local_candidates(run_dir)
+        if ray_checkpoint is not None:
+            directory = Path(stack.enter_context(ray_checkpoint.as_directory()))
+            name, step = str(getattr(ray_checkpoint, "path", directory)), checkpoint_step(directory)
+            if step is None:  # e.g. progress.json deleted: a step to order it by is unknown
+                on_skip(name, checkpoint_problem(directory) or "no step in its progress file")
+            else:
+                candidates.append(Candidate(step, name, directory, True))
+        return load_first_usable(candidates, on_skip)
+
+
+def skip_reporter(run_dir: Path | None, rank: int) -> Callable[[str, str], None]:
+    """Rank 0 reports each skipped checkpoint (every rank makes the same decision, silently)."""
+    return (lambda name, reason: report_skipped(run_dir, name, reason)) if rank == 0 else (lambda name, reason: None)
+
+
+def report_skipped(run_dir: Path | None, name: str, reason: str) -> None:
+    """One line on stderr, and an event in ``<run>/attempts.jsonl``."""
+    print(f"[raytrain] skipping checkpoint '{name}': {reason}", file=sys.stderr, flush=True)
+    log_event(run_dir, skipped_checkpoint=name, reason=reason)
 
 
 def restore_rng(saved: dict[str, Any] | None, seed: int, rank: int, world_size: int) -> None:

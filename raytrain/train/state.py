@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,34 +78,77 @@ def _publish(path: Path, write) -> None:
 
 
 def checkpoint_complete(directory: str | Path) -> bool:
-    """True when ``directory`` holds a fully written checkpoint (see the module docstring). A folder
-    from before progress files listed their files counts as complete when it has its state file."""
+    """True when ``directory`` holds a fully written checkpoint (see the module docstring): its files
+    have the sizes ``progress.json`` lists. A folder from before progress files listed their files
+    counts as complete when it has its state file. Cheap (no file is read but the progress file)."""
+    return _incomplete_reason(Path(directory)) is None
+
+
+def checkpoint_problem(directory: str | Path) -> str | None:
+    """Why ``directory`` cannot be resumed from (None: it can): incomplete (see
+    :func:`checkpoint_complete`), or a state file whose zip archive fails its CRC check (a damaged
+    file of the right size, which ``torch.load`` may even load without noticing). The one rule the
+    driver (start step) and the workers (what they load) both apply."""
     directory = Path(directory)
+    reason = _incomplete_reason(directory)
+    if reason is not None:
+        return reason
+    try:
+        with zipfile.ZipFile(directory / STATE_FILE) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return f"{STATE_FILE} is not a readable archive ({exc})"
+    return None if bad is None else f"{STATE_FILE} is damaged (its member '{bad}' fails its checksum)"
+
+
+def _incomplete_reason(directory: Path) -> str | None:
     try:
         progress = json.loads((directory / PROGRESS_FILE).read_text())
-    except (OSError, ValueError):
-        return False
+    except OSError:
+        return f"no {PROGRESS_FILE} (a write was interrupted)"
+    except ValueError:
+        return f"{PROGRESS_FILE} is not valid JSON"
     files = progress.get("files") if isinstance(progress, dict) else None
     if files is None:
-        return (directory / STATE_FILE).is_file()
-    try:
-        return all((directory / name).stat().st_size == size for name, size in files.items())
-    except OSError:
-        return False
+        return None if (directory / STATE_FILE).is_file() else f"no {STATE_FILE}"
+    for name, size in files.items():
+        try:
+            actual = (directory / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} is {actual} bytes, {PROGRESS_FILE} lists {size} (truncated or half-copied)"
+    return None
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of a local run folder's complete ``checkpoint_*`` folders, newest first (ties:
+    the newer folder first). Hidden folders (``.checkpoint-tmp``) never match."""
+    found = [(_progress_step(p), p.stat().st_mtime, p) for p in Path(run_dir).glob("checkpoint_*")
+             if p.is_dir() and checkpoint_complete(p)]
+    return [(step, p) for step, _, p in sorted(found, key=lambda t: (t[0], t[1]), reverse=True) if step >= 0]
+
+
+def newest_usable_checkpoint(run_dir: str | Path, on_skip=None) -> tuple[int, Path] | None:
+    """(step, folder) of the run folder's newest checkpoint without a :func:`checkpoint_problem`, or
+    None; ``on_skip(folder, reason)`` hears about each newer one passed over."""
+    if not Path(run_dir).is_dir():
+        return None
+    for step, folder in complete_checkpoints(run_dir):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return step, folder
+        if on_skip is not None:
+            on_skip(folder, problem)
+    return None
 
 
 def latest_checkpoint_step(run_dir: str | Path) -> int:
-    """The highest step among a local run folder's checkpoints (0 if none), read from their small
-    progress files so the driver need not load model weights."""
-    best = 0
-    for progress in Path(run_dir).glob(f"checkpoint_*/{PROGRESS_FILE}"):
-        if not checkpoint_complete(progress.parent):
-            continue
-        try:
-            best = max(best, int(json.loads(progress.read_text())["step"]))
-        except (ValueError, KeyError, OSError):
-            continue
-    return best
+    """The step of a local run folder's newest usable checkpoint (0 if none; see
+    :func:`checkpoint_problem`), read from the small progress files and the archive's checksums,
+    so the driver need not unpickle model weights."""
+    newest = newest_usable_checkpoint(run_dir)
+    return newest[0] if newest else 0
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:
@@ -115,28 +159,34 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (its newest ``checkpoint_*``), → the checkpoint folder."""
+    """A checkpoint folder, or a run folder (its newest usable ``checkpoint_*``), → the checkpoint folder."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint '{path}' not found")
     if (path / STATE_FILE).is_file() or (path / PROGRESS_FILE).is_file():
-        if not checkpoint_complete(path):
-            raise FileNotFoundError(f"checkpoint '{path}' is incomplete (a write was interrupted); "
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise FileNotFoundError(f"checkpoint '{path}' is incomplete or damaged ({problem}); "
                                     f"use an earlier checkpoint of the run")
         return path
-    candidates = sorted((p for p in path.glob("checkpoint_*") if checkpoint_complete(p)),
-                        key=lambda p: (_progress_step(p), p.stat().st_mtime))
-    if not candidates:
+    newest = newest_usable_checkpoint(path)
+    if newest is None:
         raise FileNotFoundError(f"'{path}' is neither a checkpoint (no {STATE_FILE}) nor a run folder "
                                 f"with complete checkpoint_* folders")
-    return candidates[-1]
+    return newest[1]
+
+
+def checkpoint_step(directory: str | Path) -> int | None:
+    """The step a checkpoint folder's ``progress.json`` names (None: none readable)."""
+    try:
+        return int(json.loads((Path(directory) / PROGRESS_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _progress_step(directory: Path) -> int:
-    try:
-        return int(json.loads((directory / PROGRESS_FILE).read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
+    step = checkpoint_step(directory)
+    return -1 if step is None else step
 
 
 def load_checkpoint_config(directory: str | Path) -> Config:

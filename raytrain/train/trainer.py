@@ -23,6 +23,7 @@ from raytrain.train.loop import train_loop_per_worker
 from raytrain.train.metric_logger import read_step_reached
 from raytrain.train.progress import finished_line, interrupted_line, resume_line, summary_lines
 from raytrain.train.recipe import recipe_line
+from raytrain.train.run_folder import prepare_run_folder, prune_untracked
 from raytrain.train.state import find_checkpoint, latest_checkpoint_step, load_training_state
 
 
@@ -107,6 +108,8 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
                                         cfg.train.epochs, cfg.train.max_steps)
     print(f"[raytrain] {recipe_line(cfg, items, per_epoch, total_steps)}", flush=True)
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
+    if "://" not in cfg.run.storage_path:
+        prepare_run_folder(run_dir(cfg))  # Ray's snapshot repaired, broken checkpoints reported, stale tmp gone
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
     if start_step:
@@ -178,6 +181,8 @@ def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
     except (KeyboardInterrupt, SystemExit):  # Ray's SIGINT handler ends the wait with sys.exit(0)
         raise RunInterrupted(interrupt_message(cfg)) from None
     metrics = dict(result.metrics or {})
+    if not is_uri(cfg.run.storage_path):
+        prune_untracked(run_dir(cfg))  # Ray's final snapshot: the folder a restart resumed from goes
     if not (metrics.get("final") or metrics.get("stopped")) and result.error is None:
         raise RunInterrupted(interrupt_message(cfg))  # Ray's SIGINT handler aborted the run
     out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs

@@ -78,7 +78,7 @@ def test_the_fraction_and_reserve_are_checked_beside_their_fields_and_reach_the_
     spec = DecodeSpec.from_config(cfg, 224, False, cache_location="x")  # eval: no tokenizer to load
     free = cache_disk.shutil.disk_usage(tmp_path).free
     assert 0.5 * GB <= spec.cache_min_free_bytes and abs(spec.cache_min_free_bytes - 0.75 * free) < 0.01 * free
-    assert spec.cache_token and DecodeSpec.from_config(cfg, 224, False).cache_min_free_bytes == 0
+    assert spec.cache_token == cache_disk.writer_token() and DecodeSpec.from_config(cfg, 224, False).cache_min_free_bytes == 0
     for bad in ("data.cache_max_disk_fraction=0", "data.cache_max_disk_fraction=1.5", "data.cache_disk_reserve_gb=-1"):
         with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[1]):
             apply_overrides(cfg, [bad])
@@ -170,15 +170,16 @@ def test_stale_temp_shards_are_removed_when_a_dataset_opens_the_cache(tmp_path, 
     name = "shard-0123.arrow"
     dead, live = cache_disk.temp_name(name, "here", 111), cache_disk.temp_name(name, "here", 222)
     elsewhere, legacy, old = cache_disk.temp_name(name, "there", 111), f".{name}.tmp", ".shard-9.arrow.tmp"
-    for n in (dead, live, elsewhere, legacy, old, ".said-run1-disk"):
+    said = [f".said-here-{pid}-disk" for pid in (111, 222)]
+    for n in (dead, live, elsewhere, legacy, old, *said):
         (folder / n).write_bytes(b"partial")
     past = time.time() - cache_disk.STALE_TEMP_S - 60
     os.utime(folder / old, (past, past))
     removed = cache_disk.remove_stale_temps(str(folder), host="here", alive=lambda pid: pid == 222)
     # A killed actor's (its pid gone) and an old one go; a live actor's, another host's recent one and a
-    # recent one of unknown owner stay; the markers of earlier messages go too.
+    # recent one of unknown owner stay; so do the message markers of a live driver (said once per run).
     assert sorted(removed) == sorted([dead, old])
-    assert sorted(os.listdir(folder)) == sorted([live, elsewhere, legacy])
+    assert sorted(os.listdir(folder)) == sorted([live, elsewhere, legacy, said[1]])
     # prepare() does it for the folder it opens, and says so.
     cfg, rows = _setup(tmp_path)
     loc = prepare(cfg, rows, "train", 8, True)

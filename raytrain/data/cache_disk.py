@@ -25,7 +25,13 @@ from raytrain.storage import is_uri
 # network filesystem; one named by a pid of this host that is gone is removed at once.
 STALE_TEMP_S = 600.0
 TEMP_PREFIX, TEMP_SUFFIX = ".shard-", ".tmp"
-SAID_PREFIX = ".said-"  # markers of the once-per-run messages (removed when a dataset opens the folder)
+SAID_PREFIX = ".said-"  # markers of the once-per-run messages: .said-<host>-<pid>-<what>
+
+
+def writer_token(host: str | None = None, pid: int | None = None) -> str:
+    """``<host>-<pid>`` of the process that builds the datasets: its decode actors say each cache
+    message once for as long as it lives (:func:`say_once`); its markers go when it is gone."""
+    return f"{host or socket.gethostname()}-{pid or os.getpid()}"
 
 
 def min_free_bytes(free: int, cached: int, fraction: float, reserve_bytes: int, budget_bytes: int = 0) -> int:
@@ -70,12 +76,15 @@ def measure_min_free(root: str, fraction: float, reserve_gb: float, budget_gb: f
 
 def temp_name(name: str, host: str | None = None, pid: int | None = None) -> str:
     """The hidden name a shard is written under before its rename, naming its writer (host and pid)."""
-    return f".{name}.{host or socket.gethostname()}-{pid or os.getpid()}{TEMP_SUFFIX}"
+    return f".{name}.{writer_token(host, pid)}{TEMP_SUFFIX}"
 
 
 def _owner(name: str) -> tuple[str, int] | None:
-    """``(host, pid)`` of a :func:`temp_name`, None for a name without one (older raytrain)."""
-    tail = name[:-len(TEMP_SUFFIX)].rpartition(".arrow.")[2]
+    """``(host, pid)`` of a :func:`temp_name` or a message marker, None for a name without one."""
+    if name.startswith(SAID_PREFIX):
+        tail = name[len(SAID_PREFIX):].rpartition("-")[0]
+    else:
+        tail = name[:-len(TEMP_SUFFIX)].rpartition(".arrow.")[2]
     host, _, pid = tail.rpartition("-")
     return (host, int(pid)) if host and pid.isdigit() else None
 
@@ -104,7 +113,7 @@ def is_stale_temp(name: str, age_s: float, host: str, alive: Callable[[int], boo
 def remove_stale_temps(folder: str, now: float | None = None, host: str | None = None,
                        alive: Callable[[int], bool] = pid_alive) -> list[str]:
     """Remove the temp shards of ``folder`` that no live writer owns (:func:`is_stale_temp`) and the
-    markers of earlier messages; returns the temp names removed."""
+    message markers of processes of this host that are gone; returns the temp names removed."""
     if is_uri(folder) or not os.path.isdir(folder):
         return []
     now, host = time.time() if now is None else now, host or socket.gethostname()
@@ -112,7 +121,9 @@ def remove_stale_temps(folder: str, now: float | None = None, host: str | None =
     for entry in os.scandir(folder):
         try:
             if entry.name.startswith(SAID_PREFIX):
-                os.remove(entry.path)
+                owner = _owner(entry.name)
+                if owner is None or (owner[0] == host and not alive(owner[1])):
+                    os.remove(entry.path)
             elif is_stale_temp(entry.name, now - entry.stat().st_mtime, host, alive):
                 os.remove(entry.path)
                 removed.append(entry.name)
@@ -122,8 +133,8 @@ def remove_stale_temps(folder: str, now: float | None = None, host: str | None =
 
 
 def say_once(folder: str, token: str, what: str, message: str) -> bool:
-    """Print ``message`` unless another decode actor of the same dataset (``token``) said ``what``
-    already: the first to create the marker file says it. Where no marker can be made (an object
+    """Print ``message`` unless another decode actor of the same driver (``token``, a
+    :func:`writer_token`) said ``what`` already: the first to create the marker file says it. Where no marker can be made (an object
     store, a disk too full for an empty file) every actor says it. True when printed."""
     if token and not is_uri(folder):
         try:

@@ -18,7 +18,8 @@ class ReadThroughCache:
     keeps ``min_free_bytes`` free (``cache_disk.min_free_bytes``; 0 = no floor): the first shard that
     would break either is not written, and from then on this actor writes nothing and decodes only the
     sampling it is asked for (the clips not cached are decoded every epoch). The same after a failed
-    write (a full disk). ``token`` names the dataset, so that its actors say each of these once."""
+    write (a full disk). ``token`` names the process that built the dataset (``cache_disk.writer_token``), so that
+    its actors say each of these once."""
 
     def __init__(self, reader: ClipReader, location: str, samplings: int = 1, seed: int = 0,
                  compression: str = "none", budget_bytes: int = 0, min_free_bytes: int = 0, token: str = ""):
@@ -95,6 +96,6 @@ class ReadThroughCache:
                                  f"not cached are decoded every epoch")
 
     def _say(self, what: str, message: str) -> None:
-        """Once for the dataset (the first of its actors to get here), or once per actor where the
+        """Once for the driver (the first of its actors to get here), or once per actor where the
         folder cannot hold the marker (``cache_disk.say_once``)."""
         cache_disk.say_once(self.location, self.token, what, message)

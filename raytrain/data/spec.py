@@ -3,7 +3,6 @@ actor of a dataset decodes, caches, substitutes, tokenises and masks the same wa
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,7 +70,7 @@ class DecodeSpec:
     cache_compression: str = "none"
     cache_budget_bytes: int = 0  # 0 = unlimited
     cache_min_free_bytes: int = 0  # free space the cache's writes leave on its disk (cache_disk.min_free_bytes)
-    cache_token: str = ""  # names this dataset, so its decode actors say "cache full" once (cache_disk.say_once)
+    cache_token: str = ""  # the process building the datasets: its decode actors say "cache full" once
     seed: int = 0
     masks: MaskSpec = field(default_factory=MaskSpec)
     frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
@@ -91,7 +90,7 @@ class DecodeSpec:
                    cache_compression=cfg.data.cache_compression,
                    cache_budget_bytes=round(cfg.data.cache_budget_gb * 1e9),
                    cache_min_free_bytes=_cache_min_free(cfg) if cache_location else 0,
-                   cache_token=uuid.uuid4().hex[:12] if cache_location else "",
+                   cache_token=cache_disk.writer_token() if cache_location else "",
                    masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
                    frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
                    max_seconds=cfg.data.max_seconds,

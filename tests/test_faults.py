@@ -198,10 +198,10 @@ def test_a_frame_cache_that_cannot_be_written_does_not_stop_decoding(tmp_path, m
     assert not written["cache_hit"].any() and len(list(tmp_path.glob("shard-*.arrow"))) == 1
     assert udf(batch)["cache_hit"].all()  # read back
 
-    def disk_full(location, items, *args, **kwargs):
+    def disk_full(location, data, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(frame_cache, "write_shard", disk_full)
+    monkeypatch.setattr(frame_cache, "publish_shard", disk_full)
     fresh = {**_batch(["ccc.mp4", "dddd.mp4"]), "clip": np.array([20, 21]), "sampling": np.array([1, 0])}
     out = udf(fresh)  # decoded and returned although the cache write fails
     assert out["frames"].shape == (2, 2, 8, 8, 3) and not out["cache_hit"].any()

@@ -62,10 +62,16 @@ class DataSection:
     # Arrow IPC buffer compression of new shards (lz4: fast; zstd: smaller). Each shard says its own, so
     # changing it keeps the shards already written (not part of the cache key; docs/speed.md).
     cache_compression: Literal["none", "lz4", "zstd"] = "none"
-    # Size budget of each split's cache folder in GB (1e9 bytes); 0 = unlimited. When a new shard would
-    # exceed it, no more shards are written (said once per decode actor, with the figures) and the clips
+    # Size budget of each split's cache folder in GB (1e9 bytes); 0 = the default budget below. When a
+    # new shard would exceed it, no more shards are written (said once, with the figures) and the clips
     # not cached are decoded every epoch. Concurrent actors may overshoot by about one shard each.
-    cache_budget_gb: float = knob(0.0, at_least(0, "0 = unlimited"))
+    cache_budget_gb: float = knob(0.0, at_least(0, "0 = the share of the disk below"))
+    # Without a cache_budget_gb, the whole cache (all its folders) takes at most this share of the space
+    # free where it lives, plus what it holds already, measured when a dataset opens it (docs/speed.md).
+    cache_max_disk_fraction: float = knob(0.5, within(0, 1, closed="high"))
+    # GB always left free on the cache's disk for checkpoints and logs, with or without cache_budget_gb
+    # (a ViT-B/32 checkpoint with its AdamW state is ~1.8 GB); 0 = none.
+    cache_disk_reserve_gb: float = knob(2.0, at_least(0))
     # What one epoch visits: clip = every clip once with one caption drawn per epoch; caption_pair = every
     # (clip, caption) pair once (CLIP4Clip's --expand_msrvtt_sentences, and its MSVD loader), so an
     # epoch of MSR-VTT 9k is 180k pairs, not 9k clips (raytrain/data/plan.py).

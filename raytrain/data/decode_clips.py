@@ -38,7 +38,7 @@ class DecodeClips:
                                  spec.train, spec.timeout_s, spec.sampling())
         self.cache = None if spec.cache_location is None else ReadThroughCache(
             self.reader, spec.cache_location, spec.cache_samplings, spec.seed, spec.cache_compression,
-            spec.cache_budget_bytes)
+            spec.cache_budget_bytes, spec.cache_min_free_bytes, spec.cache_token)
         self.substitutes = Substitutes(self.reader, substitutes)
         self.tokenize = CaptionTokenizer(spec.arch, spec.max_words, spec.simple_tokenizer) if spec.train else None
 

@@ -20,17 +20,20 @@ miss a clip write identical duplicates, never conflicting data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from raytrain.config import Config
+from raytrain.data import cache_disk
 from raytrain.data.manifest import ClipRow
 from raytrain.storage import filesystem, is_uri, join, run_location
 
@@ -111,6 +114,9 @@ def prepare(cfg: Config, rows: Sequence[ClipRow], split: str, image_size: int, t
         else:
             print(f"[raytrain] frame cache {join(root, other)} invalidated ({why}); removed", flush=True)
             fs.delete_dir(info.path)
+    for temp in cache_disk.remove_stale_temps(f"{root_path}/{name}"):
+        print(f"[raytrain] frame cache: removed {join(root, name, temp)} (a shard write that never finished)",
+              flush=True)
     meta = f"{root_path}/{name}/meta.json"
     if fs.get_file_info(meta).type == pyarrow.fs.FileType.NotFound:
         with fs.open_output_stream(meta) as f:
@@ -157,20 +163,33 @@ def encode_shard(items: Sequence[tuple[int, int, np.ndarray]], compression: str 
 def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none",
                 max_bytes: int | None = None) -> str | None:
     """Write ``(clip, sampling, frames)`` items as one shard; returns its name, or None (nothing
-    written) when the shard would take more than ``max_bytes``. A reader never sees a partial shard:
-    local shards are written under a hidden name and renamed, object stores publish an upload only
-    when it completes."""
+    written) when the shard would take more than ``max_bytes``."""
     data = encode_shard(items, compression)
     if max_bytes is not None and data.size > max_bytes:
         return None
+    return publish_shard(location, data)
+
+
+def publish_shard(location: str, data: pa.Buffer, fs=None) -> str:
+    """Write an encoded shard; returns its name. A reader never sees a partial shard: local shards are
+    written under a hidden name (``cache_disk.temp_name``, naming the writer) and renamed, object stores
+    publish an upload only when it completes. On any failure (a full disk, an interrupt) the temp file
+    is removed before the error goes on. ``fs``: the folder's pyarrow filesystem (tests inject faults)."""
     name = f"shard-{uuid.uuid4().hex}{SHARD_SUFFIX}"
-    fs, path = filesystem(location)
+    own_fs, path = filesystem(location)
+    fs = fs or own_fs
     final = f"{path}/{name}"
-    target = final if is_uri(location) else f"{path}/.{name}.tmp"
-    with fs.open_output_stream(target) as sink:
-        sink.write(data)
-    if target != final:
-        fs.move(target, final)
+    target = final if is_uri(location) else f"{path}/{cache_disk.temp_name(name)}"
+    try:
+        with fs.open_output_stream(target) as sink:
+            sink.write(data)
+        if target != final:
+            fs.move(target, final)
+    except BaseException:
+        if target != final:
+            with contextlib.suppress(Exception):  # never created, or the storage gone: the first error counts
+                fs.delete_file(target)
+        raise
     return name
 
 
@@ -181,16 +200,21 @@ class FrameCache:
     index is refreshed from the folder listing on a miss, at most every ``refresh_s`` seconds, so
     shards written by other actors are found without a listing per read."""
 
-    def __init__(self, location: str, refresh_s: float = 2.0):
+    def __init__(self, location: str, refresh_s: float = 2.0, fs=None,
+                 disk_usage: Callable = shutil.disk_usage):
         self.location = location
         self.refresh_s = refresh_s
         self._fs, self._path = filesystem(location)
+        self._fs = fs or self._fs  # tests inject a failing filesystem
+        self._disk_usage = disk_usage
         self._index: dict[tuple[int, int], tuple[pa.ipc.RecordBatchFileReader, int, tuple[int, ...]]] = {}
         self._shards: dict[str, int] = {}  # shard name -> its size in bytes (-1: unreadable, not tried again)
         self._refreshed = float("-inf")
         self.hits = 0
         self.misses = 0
         self.list_error = False  # the last listing failed (said once until one succeeds)
+        self.refused = ""  # why the last add wrote nothing: "budget" (the folder's) or "disk" (its floor)
+        self.free_bytes: int | None = None  # the disk's free space at the last add's check
 
     @property
     def bytes(self) -> int:
@@ -225,21 +249,23 @@ class FrameCache:
         self.list_error = False
         for info in infos:
             name = info.base_name
-            if not name.endswith(SHARD_SUFFIX) or name.startswith(".") or name in self._shards:
-                continue
-            try:
-                reader = self._open(info.path)
-                meta = reader.schema.metadata or {}
-                pairs = json.loads(meta[b"pairs"])
-                shapes = json.loads(meta[b"shapes"])
-            except (OSError, KeyError, ValueError, pa.ArrowInvalid) as exc:
-                print(f"[raytrain] frame cache: ignoring unreadable shard {join(self.location, name)} "
-                      f"({type(exc).__name__}: {exc})", flush=True)
-                self._shards[name] = -1  # do not try it again
-                continue
-            self._shards[name] = int(info.size or 0)
-            for i, (clip, k) in enumerate(pairs):
-                self._index.setdefault((int(clip), int(k)), (reader, i, tuple(shapes[i])))
+            if name.endswith(SHARD_SUFFIX) and not name.startswith(".") and name not in self._shards:
+                self._index_shard(name, info.path, int(info.size or 0))
+
+    def _index_shard(self, name: str, path: str, size: int) -> None:
+        try:
+            reader = self._open(path)
+            meta = reader.schema.metadata or {}
+            pairs = json.loads(meta[b"pairs"])
+            shapes = json.loads(meta[b"shapes"])
+        except (OSError, KeyError, ValueError, pa.ArrowInvalid) as exc:
+            print(f"[raytrain] frame cache: ignoring unreadable shard {join(self.location, name)} "
+                  f"({type(exc).__name__}: {exc})", flush=True)
+            self._shards[name] = -1  # do not try it again
+            return
+        self._shards[name] = size
+        for i, (clip, k) in enumerate(pairs):
+            self._index.setdefault((int(clip), int(k)), (reader, i, tuple(shapes[i])))
 
     def _open(self, path: str) -> pa.ipc.RecordBatchFileReader:
         if is_uri(self.location):
@@ -273,17 +299,25 @@ class FrameCache:
         return None if frames is None else frames.copy()
 
     def add(self, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none",
-            budget_bytes: int = 0) -> bool:
-        """Write items as a new shard and index it (this cache sees its own writes at once); False, and
-        nothing written, when the folder (at a fresh listing) plus the shard would exceed
-        ``budget_bytes`` (0 = no budget)."""
+            budget_bytes: int = 0, min_free_bytes: int = 0) -> bool:
+        """Write items as a new shard and index it (this cache sees its own writes at once). False, and
+        nothing written (:attr:`refused` says why), when the folder at a fresh listing plus the shard
+        would exceed ``budget_bytes`` (0 = no budget), or when the shard would leave less than
+        ``min_free_bytes`` free on a local disk (``cache_disk.min_free_bytes``; 0 = no floor)."""
         if not items:
             return True
-        room = None
+        data = encode_shard(items, compression)
+        self.refused = ""
         if budget_bytes:
             self.refresh()  # what every actor has written so far, not what this one saw 2 s ago
-            room = budget_bytes - self.bytes
-        if write_shard(self.location, items, compression, max_bytes=room) is None:
-            return False
-        self.refresh()
+            if self.bytes + data.size > budget_bytes:
+                self.refused = "budget"
+                return False
+        if min_free_bytes and not is_uri(self.location):
+            self.free_bytes = int(self._disk_usage(self._path).free)
+            if self.free_bytes - data.size < min_free_bytes:
+                self.refused = "disk"
+                return False
+        name = publish_shard(self.location, data, self._fs)
+        self._index_shard(name, f"{self._path}/{name}", data.size)  # no second listing
         return True

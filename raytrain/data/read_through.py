@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raytrain.data import frame_cache
+from raytrain.data import cache_disk, frame_cache
 from raytrain.data.reader import ClipReader
 
 
@@ -14,18 +14,23 @@ class ReadThroughCache:
     """``reader``'s clips through the cache folder ``location``; a train clip keeps ``samplings``
     temporal samplings whose frame offsets derive from ``seed`` (``frame_cache.sampling_rngs``), an
     eval clip its centres. Shards are written with ``compression`` (``data.cache_compression``) while
-    the folder stays within ``budget_bytes`` (``data.cache_budget_gb``; 0 = no budget): the first
-    shard that would exceed it is not written, and from then on this actor writes nothing and decodes
-    only the sampling it is asked for (the clips not cached are decoded every epoch)."""
+    the folder stays within ``budget_bytes`` (``data.cache_budget_gb``; 0 = no budget) and its disk
+    keeps ``min_free_bytes`` free (``cache_disk.min_free_bytes``; 0 = no floor): the first shard that
+    would break either is not written, and from then on this actor writes nothing and decodes only the
+    sampling it is asked for (the clips not cached are decoded every epoch). The same after a failed
+    write (a full disk). ``token`` names the process that built the dataset (``cache_disk.writer_token``), so that
+    its actors say each of these once."""
 
     def __init__(self, reader: ClipReader, location: str, samplings: int = 1, seed: int = 0,
-                 compression: str = "none", budget_bytes: int = 0):
+                 compression: str = "none", budget_bytes: int = 0, min_free_bytes: int = 0, token: str = ""):
         self.reader = reader
         self.location = location
         self.samplings = samplings
         self.seed = seed
         self.compression = compression
         self.budget_bytes = int(budget_bytes)
+        self.min_free_bytes = int(min_free_bytes)
+        self.token = token
         self.write_error: str | None = None
         self.budget_reached = False
         self._cache: frame_cache.FrameCache | None = None  # opened on the first read
@@ -70,16 +75,27 @@ class ReadThroughCache:
             return
         cache = self._open()
         try:
-            written = cache.add(items, self.compression, self.budget_bytes)
+            written = cache.add(items, self.compression, self.budget_bytes, self.min_free_bytes)
         except Exception as exc:  # noqa: BLE001 - OSError, ArrowException, a storage client's own errors
             self.write_error = f"{type(exc).__name__}: {exc}"
-            print(f"[raytrain] frame cache {self.location}: cannot write ({self.write_error}); "
-                  f"this decode actor goes on decoding without writing", flush=True)
+            self._say("error", f"[raytrain] frame cache {self.location}: cannot write ({self.write_error}); "
+                               f"the decode actors go on decoding without writing")
             return
-        if not written:
-            self.budget_reached = True
-            total = cache.total_clips()
-            print(f"[raytrain] frame cache budget {self.budget_bytes / 1e9:.1f} GB "
-                  f"(data.cache_budget_gb) reached at {cache.clips} clips (of {total or '?'}), "
-                  f"{cache.bytes / 1e9:.2f} GB in {self.location}; this decode actor writes no more "
-                  f"shards, and the clips not cached are decoded every epoch", flush=True)
+        if written:
+            return
+        self.budget_reached = True
+        total = cache.total_clips()
+        held = f"at {cache.clips} clips (of {total or '?'}), {cache.bytes / 1e9:.2f} GB in {self.location}"
+        if cache.refused == "budget":
+            why = f"frame cache budget {self.budget_bytes / 1e9:.1f} GB (data.cache_budget_gb) reached {held}"
+        else:
+            why = (f"frame cache stopped writing {held}: its disk has {(cache.free_bytes or 0) / 1e9:.2f} GB "
+                   f"free and keeps {self.min_free_bytes / 1e9:.2f} GB for checkpoints and logs "
+                   f"(data.cache_max_disk_fraction, data.cache_disk_reserve_gb)")
+        self._say(cache.refused, f"[raytrain] {why}; the decode actors write no more shards, and the clips "
+                                 f"not cached are decoded every epoch")
+
+    def _say(self, what: str, message: str) -> None:
+        """Once for the driver (the first of its actors to get here), or once per actor where the
+        folder cannot hold the marker (``cache_disk.say_once``)."""
+        cache_disk.say_once(self.location, self.token, what, message)

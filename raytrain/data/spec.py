@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from raytrain.config import Config
-from raytrain.data import frame_cache
+from raytrain.data import cache_disk, frame_cache
 from raytrain.data.batch import Column, check_mask_columns, eval_columns, train_columns
 from raytrain.data.frame_sampling import Clip4ClipSampling
 from raytrain.data.tokens import simple_tokenizer_kwargs
@@ -44,6 +44,13 @@ class MaskSpec:
         return (*(("mask_high", "mask_low") if self.patches else ()), *(("mask_tube",) if self.tube_grid else ()))
 
 
+def _cache_min_free(cfg: Config) -> int:
+    """Measured here, on the driver, once per dataset (``cache_disk.measure_min_free``)."""
+    d = cfg.data
+    return cache_disk.measure_min_free(frame_cache.cache_root(cfg), d.cache_max_disk_fraction,
+                                       d.cache_disk_reserve_gb, d.cache_budget_gb)
+
+
 @dataclass(frozen=True)
 class DecodeSpec:
     """One split's decode job. ``train``: random frame offsets from each row's ``sample_seed``, a
@@ -62,6 +69,8 @@ class DecodeSpec:
     cache_samplings: int = 1
     cache_compression: str = "none"
     cache_budget_bytes: int = 0  # 0 = unlimited
+    cache_min_free_bytes: int = 0  # free space the cache's writes leave on its disk (cache_disk.min_free_bytes)
+    cache_token: str = ""  # the process building the datasets: its decode actors say "cache full" once
     seed: int = 0
     masks: MaskSpec = field(default_factory=MaskSpec)
     frame_sampling: str = "segments"  # or clip4clip: sample_fps, then up to num_frames, frame_mask column
@@ -80,6 +89,8 @@ class DecodeSpec:
                    cache_samplings=frame_cache.num_samplings(cfg, train), seed=cfg.train.seed,
                    cache_compression=cfg.data.cache_compression,
                    cache_budget_bytes=round(cfg.data.cache_budget_gb * 1e9),
+                   cache_min_free_bytes=_cache_min_free(cfg) if cache_location else 0,
+                   cache_token=cache_disk.writer_token() if cache_location else "",
                    masks=MaskSpec.from_config(cfg, mask_columns) if train else MaskSpec(),
                    frame_sampling=cfg.data.frame_sampling, sample_fps=cfg.data.sample_fps,
                    max_seconds=cfg.data.max_seconds,

@@ -7,6 +7,13 @@ import os
 from pathlib import Path
 
 from raytrain.config import Config
+from raytrain.ray_local import (
+    auth_token_path,
+    local_init_kwargs,
+    loopback_node_ip,
+    make_private,
+    running_ray_cluster,
+)
 
 # Set before Ray is imported: faster Parquet reads, no metrics/usage threads, plain logs.
 DEFAULT_ENV = {
@@ -53,15 +60,15 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
     # Ray refuses a driver runtime env that sets the same env var again: only add the missing ones.
     in_job = job_env_vars()
     runtime_env = {"env_vars": {k: os.environ[k] for k in DEFAULT_ENV if k not in in_job}}
-    if address:
+    if address:  # a cluster: its own `ray start` settings decide where it listens
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-    else:
-        kwargs = {}
-        if cfg.ray.num_cpus:
-            kwargs["num_cpus"] = cfg.ray.num_cpus
-        if cfg.ray.object_store_mb:
-            kwargs["object_store_memory"] = cfg.ray.object_store_mb * 2**20
-        ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=not quiet, **kwargs)
+    elif running_ray_cluster():  # a `ray start` on this machine: join it, as a bare ray.init() does
+        ray.init(runtime_env=runtime_env, log_to_driver=not quiet)
+    else:  # raytrain's own Ray: loopback only (docs/faults.md, "Network exposure of a local run")
+        with loopback_node_ip():
+            ray.init(runtime_env=runtime_env, log_to_driver=not quiet,
+                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb))
+    make_private(auth_token_path())  # Ray writes it world-readable (umask)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

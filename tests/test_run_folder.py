@@ -89,12 +89,12 @@ def test_a_checkpoint_resumed_from_but_never_registered_with_ray_is_pruned_once_
         _save(run / f"checkpoint_s{step:02d}", step)
     (run / "checkpoint_s02" / "progress.json").unlink()  # incomplete: left alone (reported, not pruned)
     _ray_snapshot(run, ["checkpoint_s06", "checkpoint_s08"])  # 10: reported, not yet registered
-    assert prune_untracked(run) == ["checkpoint_s04"]
+    assert prune_untracked(run, keep=2) == ["checkpoint_s04"]
     assert sorted(p.name for p in run.glob("checkpoint_s*")) == ["checkpoint_s02", "checkpoint_s06",
                                                                  "checkpoint_s08", "checkpoint_s10"]
     assert [s for s, _ in complete_checkpoints(run)] == [10, 8, 6]  # keep (2) + the unregistered newest
     (run / SNAPSHOT_FILE).unlink()
-    assert prune_untracked(run) == []  # no snapshot: nothing is known to be stale
+    assert prune_untracked(run, keep=2) == []  # no snapshot: nothing is known to be stale
 
 
 def test_best_by_metric_checkpoints_ray_keeps_are_not_pruned(tmp_path):
@@ -102,7 +102,7 @@ def test_best_by_metric_checkpoints_ray_keeps_are_not_pruned(tmp_path):
     for step in (2, 4, 6):
         _save(run / f"checkpoint_s{step}", step)
     _ray_snapshot(run, ["checkpoint_s2", "checkpoint_s6"])  # the best (2) and the latest (6)
-    assert prune_untracked(run) == ["checkpoint_s4"] and (run / "checkpoint_s2").is_dir()
+    assert prune_untracked(run, keep=1) == ["checkpoint_s4"] and (run / "checkpoint_s2").is_dir()
 
 
 def test_checkpoints_are_staged_in_the_runs_hidden_folder_and_stale_ones_cleaned_at_start(tmp_path):
@@ -117,7 +117,7 @@ def test_checkpoints_are_staged_in_the_runs_hidden_folder_and_stale_ones_cleaned
     stale = run / CHECKPOINT_TMP / "raytrain-ckpt-killed"
     stale.mkdir(parents=True)
     (stale / "state.pt").write_bytes(b"x" * 1000)  # a rank 0 killed mid-save
-    prepare_run_folder(run)
+    prepare_run_folder(run, keep=2)
     assert not (run / CHECKPOINT_TMP).exists() and (run / "checkpoint_000000").is_dir()
 
 
@@ -127,7 +127,7 @@ def test_prepare_reports_each_broken_checkpoint_once_in_the_attempt_log(tmp_path
     run = tmp_path / "run"
     _save(run / "checkpoint_000000", 2)
     (_save(run / "checkpoint_000001", 4) / "progress.json").unlink()
-    prepare_run_folder(run)
+    prepare_run_folder(run, keep=2)
     assert [e["skipped_checkpoint"] for e in read_events(run)] == ["checkpoint_000001"]
     assert "skipping checkpoint" in capsys.readouterr().err
     assert json.loads((run / "checkpoint_000000" / "progress.json").read_text())["step"] == 2
@@ -139,7 +139,7 @@ def test_the_fallback_is_never_pruned_when_rays_newer_checkpoints_are_broken(tmp
         _save(run / f"checkpoint_s{step}", step)
     _ray_snapshot(run, ["checkpoint_s8"])
     _flip_a_weight_byte(run / "checkpoint_s8" / "state.pt")  # same size, damaged
-    assert prune_untracked(run) == [] and latest_checkpoint_step(run) == 4
+    assert prune_untracked(run, keep=1) == [] and latest_checkpoint_step(run) == 4
 
 
 def _flip_a_weight_byte(path):
@@ -151,3 +151,14 @@ def _flip_a_weight_byte(path):
     name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26: member.header_offset + 30])
     data[member.header_offset + 30 + name_len + extra_len] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def test_an_untracked_checkpoint_within_keep_is_kept(tmp_path):
+    """The crash-mid-checkpoint drill: the worker lost at step 4 took step 2's report with it, so Ray
+    tracks only 4; with keep=10 step 2 is one of the newest `keep` and stays (not a lost checkpoint)."""
+    run = tmp_path / "run"
+    for step in (2, 4):
+        _save(run / f"checkpoint_s{step}", step)
+    _ray_snapshot(run, ["checkpoint_s4"])
+    assert prune_untracked(run, keep=10) == [] and (run / "checkpoint_s2").is_dir()
+    assert prune_untracked(run, keep=1) == ["checkpoint_s2"]

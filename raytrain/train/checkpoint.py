@@ -84,5 +84,5 @@ class Checkpointer:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         log_event(self.run_dir, checkpoint_step=step)
         if self.run_dir is not None:  # e.g. the folder a restart resumed from, never registered with Ray
-            prune_untracked(self.run_dir)
+            prune_untracked(self.run_dir, self.cfg.checkpoint.keep)
         return metrics

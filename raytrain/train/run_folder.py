@@ -104,11 +104,13 @@ def repair_snapshot(run_dir: Path) -> list[str]:
     return dropped
 
 
-def prune_untracked(run_dir: Path) -> list[str]:
+def prune_untracked(run_dir: Path, keep: int) -> list[str]:
     """Delete the complete ``checkpoint_*`` folders Ray's snapshot does not track (a folder resumed
     from that was never registered with Ray, e.g. after a worker lost right after its report) once
-    a newer tracked checkpoint is usable. Ray's own ones (latest, best-by-metric) and anything newer
-    than its newest are kept; so is everything when there is no readable snapshot. Returns the names."""
+    a newer tracked checkpoint is usable and they are not among the newest ``keep`` (``checkpoint.keep``:
+    an untracked folder counts toward it, as Ray's would). Ray's own ones (latest, best-by-metric) and
+    anything newer than its newest are kept; so is everything when there is no readable snapshot.
+    Returns the names."""
     snapshot = read_snapshot(run_dir)
     if snapshot is None:
         return []
@@ -120,7 +122,7 @@ def prune_untracked(run_dir: Path) -> list[str]:
     if newest_tracked is None:
         return []
     pruned = []
-    for step, folder in complete_checkpoints(run_dir):
+    for step, folder in complete_checkpoints(run_dir)[keep:]:
         if folder.name not in tracked and step < newest_tracked:
             shutil.rmtree(folder, ignore_errors=True)
             pruned.append(folder.name)
@@ -169,7 +171,7 @@ def remove_stale_tmp(run_dir: Path | None) -> None:
         shutil.rmtree(run_dir / CHECKPOINT_TMP, ignore_errors=True)
 
 
-def prepare_run_folder(run_dir: Path | None) -> None:
+def prepare_run_folder(run_dir: Path | None, keep: int) -> None:
     """Before ``TorchTrainer.fit()`` (driver): stale temp folders removed, broken checkpoints reported,
     Ray's snapshot repaired, stale untracked checkpoints pruned. Nothing for remote storage."""
     if run_dir is None or not run_dir.is_dir():
@@ -177,4 +179,4 @@ def prepare_run_folder(run_dir: Path | None) -> None:
     remove_stale_tmp(run_dir)
     report_broken(run_dir)
     repair_snapshot(run_dir)
-    prune_untracked(run_dir)
+    prune_untracked(run_dir, keep)

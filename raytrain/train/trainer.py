@@ -109,7 +109,7 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
     print(f"[raytrain] {recipe_line(cfg, items, per_epoch, total_steps)}", flush=True)
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
     if "://" not in cfg.run.storage_path:
-        prepare_run_folder(run_dir(cfg))  # Ray's snapshot repaired, broken checkpoints reported, stale tmp gone
+        prepare_run_folder(run_dir(cfg), cfg.checkpoint.keep)  # Ray's snapshot repaired, broken checkpoints reported, stale tmp gone
     start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
     start_step = min(start_step, end_step)
     if start_step:
@@ -182,7 +182,7 @@ def fit(cfg: Config, inputs: TrainInputs | None = None) -> FitResult:
         raise RunInterrupted(interrupt_message(cfg)) from None
     metrics = dict(result.metrics or {})
     if not is_uri(cfg.run.storage_path):
-        prune_untracked(run_dir(cfg))  # Ray's final snapshot: the folder a restart resumed from goes
+        prune_untracked(run_dir(cfg), cfg.checkpoint.keep)  # Ray's final snapshot: the folder a restart resumed from goes
     if not (metrics.get("final") or metrics.get("stopped")) and result.error is None:
         raise RunInterrupted(interrupt_message(cfg))  # Ray's SIGINT handler aborted the run
     out = run_location(cfg)  # a local folder, or a URI (s3://, gs://) written through pyarrow.fs

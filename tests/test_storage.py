@@ -144,14 +144,15 @@ def test_ensure_ray_starts_a_local_ray_with_the_default_env(ray_init_calls):
     import ray.data
 
     ensure_ray(_cfg("ray.num_cpus=3", "ray.object_store_mb=300"))
-    assert ray_init_calls == [{"include_dashboard": False, "runtime_env": {"env_vars": DEFAULT_ENV},
-                               "log_to_driver": False, "num_cpus": 3, "object_store_memory": 300 * 2**20}]
+    assert ray_init_calls == [{"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+                               "runtime_env": {"env_vars": DEFAULT_ENV}, "log_to_driver": False,
+                               "num_cpus": 3, "object_store_memory": 300 * 2**20}]
     assert {k: os.environ[k] for k in DEFAULT_ENV} == DEFAULT_ENV  # this process, and every worker (runtime_env)
     ctx = ray.data.DataContext.get_current()
     assert not ctx.enable_progress_bars and not ctx.print_on_execution_start
     ensure_ray(Config(), quiet=False)
-    assert ray_init_calls[1] == {"include_dashboard": False, "runtime_env": {"env_vars": DEFAULT_ENV},
-                                 "log_to_driver": True}
+    assert ray_init_calls[1] == {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+                                 "runtime_env": {"env_vars": DEFAULT_ENV}, "log_to_driver": True}
 
 
 def test_ensure_ray_joins_a_cluster_without_setting_a_jobs_env_vars_again(ray_init_calls, monkeypatch):

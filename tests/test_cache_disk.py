@@ -11,26 +11,15 @@ from collections import namedtuple
 import numpy as np
 import pyarrow.fs
 import pytest
+from fixture_files import cache_config  # tests/fixture_files.py
 
-from raytrain.config import Config, ConfigError, apply_overrides
+from raytrain.config import ConfigError, apply_overrides
 from raytrain.data import cache_disk, frame_cache
 from raytrain.data.frame_cache import FrameCache, prepare
-from raytrain.data.manifest import ClipRow
 from raytrain.data.read_through import ReadThroughCache
 
 Usage = namedtuple("Usage", "total used free")
 GB = 10**9
-
-
-def _setup(tmp_path, **over):
-    rows = []
-    for i in range(3):
-        p = tmp_path / f"v{i}.mp4"
-        p.write_bytes(b"x" * (i + 1))
-        rows.append(ClipRow(f"v{i}", str(p), (f"cap {i}",), "train"))
-    cfg = apply_overrides(Config(), [f"run.storage_path={tmp_path / 'runs'}", "run.name=r", "data.cache=frames",
-                                     *[f"{k}={v}" for k, v in over.items()]])
-    return cfg, rows
 
 
 class _Reader:
@@ -74,7 +63,7 @@ def test_the_default_floor_is_a_share_of_free_plus_cached_and_keeps_a_reserve(tm
 def test_the_fraction_and_reserve_are_checked_beside_their_fields_and_reach_the_spec(tmp_path):
     from raytrain.data.spec import DecodeSpec
 
-    cfg, _ = _setup(tmp_path, **{"data.cache_max_disk_fraction": 0.25, "data.cache_disk_reserve_gb": 0.5})
+    cfg, _ = cache_config(tmp_path, **{"data.cache_max_disk_fraction": 0.25, "data.cache_disk_reserve_gb": 0.5})
     spec = DecodeSpec.from_config(cfg, 224, False, cache_location="x")  # eval: no tokenizer to load
     free = cache_disk.shutil.disk_usage(tmp_path).free
     assert 0.5 * GB <= spec.cache_min_free_bytes and abs(spec.cache_min_free_bytes - 0.75 * free) < 0.01 * free
@@ -85,7 +74,7 @@ def test_the_fraction_and_reserve_are_checked_beside_their_fields_and_reach_the_
 
 
 def test_the_floor_stops_every_actor_with_one_message(tmp_path, capsys):
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     loc = prepare(cfg, rows, "train", 8, True)
     capacity = 1500 + 5600  # a "disk" with room for 2 shards (2.2 kB each) above the floor; shards its only use
 
@@ -142,7 +131,7 @@ class _FullDisk:
 
 
 def test_a_write_that_fails_mid_shard_leaves_no_temp_file_and_the_actors_go_on_reading(tmp_path, capsys):
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     loc = prepare(cfg, rows, "train", 8, True)
     actors = []
     for _ in range(2):
@@ -181,7 +170,7 @@ def test_stale_temp_shards_are_removed_when_a_dataset_opens_the_cache(tmp_path, 
     assert sorted(removed) == sorted([dead, old])
     assert sorted(os.listdir(folder)) == sorted([live, elsewhere, legacy, said[1]])
     # prepare() does it for the folder it opens, and says so.
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     loc = prepare(cfg, rows, "train", 8, True)
     killed = subprocess.Popen(["true"])
     killed.wait()  # its pid is gone: a decode actor killed mid-write

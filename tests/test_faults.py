@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from fixture_files import save_tiny_checkpoint  # tests/fixture_files.py
 
 from raytrain.config import Config
 from raytrain.train import state as state_mod
@@ -14,25 +14,17 @@ from raytrain.train.state import (
     find_checkpoint,
     latest_checkpoint_step,
     load_training_state,
-    save_training_state,
 )
-
-
-def _save(directory, step):
-    model = torch.nn.Linear(3, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return save_training_state(directory, Config(), model, opt, sched, step, [])
 
 
 def test_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    _save(run / "checkpoint_a", 2)
+    save_tiny_checkpoint(run / "checkpoint_a", 2)
     assert checkpoint_complete(run / "checkpoint_a")
     # The config write (after state.pt is on disk) raises: half the files are written.
     monkeypatch.setattr(state_mod, "dump_config", lambda *a, **k: (_ for _ in ()).throw(OSError("disk died")))
     with pytest.raises(OSError, match="disk died"):
-        _save(run / "checkpoint_b", 4)
+        save_tiny_checkpoint(run / "checkpoint_b", 4)
     monkeypatch.undo()
     assert (run / "checkpoint_b" / "state.pt").is_file() and not checkpoint_complete(run / "checkpoint_b")
     assert not list((run / "checkpoint_b").glob(".*tmp*"))  # no temporary left behind
@@ -44,13 +36,13 @@ def test_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(tmp_pa
 
 
 def test_truncated_state_file_is_not_complete(tmp_path):
-    ckpt = _save(tmp_path / "checkpoint_x", 6)
+    ckpt = save_tiny_checkpoint(tmp_path / "checkpoint_x", 6)
     assert json.loads((ckpt / "progress.json").read_text())["files"]["state.pt"] > 0
     data = (ckpt / "state.pt").read_bytes()
     (ckpt / "state.pt").write_bytes(data[: len(data) // 2])  # e.g. an interrupted copy into storage
     assert not checkpoint_complete(ckpt) and latest_checkpoint_step(tmp_path) == 0
     # Overwriting an existing checkpoint folder unpublishes it until the new progress file is written.
-    _save(ckpt, 7)
+    save_tiny_checkpoint(ckpt, 7)
     assert checkpoint_complete(ckpt) and latest_checkpoint_step(tmp_path) == 7
 
 

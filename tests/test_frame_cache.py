@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from fixture_files import cache_config  # tests/fixture_files.py
 
-from raytrain.config import Config, apply_overrides
+from raytrain.config import apply_overrides
 from raytrain.data import frame_cache
 from raytrain.data.frame_cache import FrameCache, fingerprint, prepare, write_shard
 from raytrain.data.manifest import ClipRow
@@ -58,19 +59,8 @@ def test_write_shard_keeps_each_clips_frame_count_and_rejects_mixed_image_sizes(
         write_shard(str(tmp_path), [(1, 0, _frames(1)), (2, 0, _frames(1, (3, 4, 8, 3)))])
 
 
-def _setup(tmp_path, **over):
-    videos = []
-    for i in range(3):
-        p = tmp_path / f"v{i}.mp4"
-        p.write_bytes(b"x" * (i + 1))
-        videos.append(ClipRow(f"v{i}", str(p), (f"cap {i}",), "train"))
-    cfg = apply_overrides(Config(), [f"run.storage_path={tmp_path / 'runs'}", "run.name=r", "data.cache=frames",
-                                     *[f"{k}={v}" for k, v in over.items()]])
-    return cfg, videos
-
-
 def test_key_follows_what_the_frames_depend_on(tmp_path):
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     base = frame_cache.cache_key(fingerprint(cfg, rows, "train", 224, True))
     changed = {
         "num_frames": fingerprint(apply_overrides(cfg, ["data.num_frames=12"]), rows, "train", 224, True),
@@ -97,7 +87,7 @@ def test_key_follows_what_the_frames_depend_on(tmp_path):
 
 
 def test_prepare_invalidates_a_stale_cache_in_the_run_folder(tmp_path, capsys):
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     first = prepare(cfg, rows, "train", 224, True)
     assert first.startswith(str(tmp_path / "runs" / "r" / "frame_cache" / "train-"))
     meta = json.loads((tmp_path / first / "meta.json").read_text())
@@ -114,7 +104,7 @@ def test_prepare_invalidates_a_stale_cache_in_the_run_folder(tmp_path, capsys):
 
 
 def test_evaluating_another_manifest_leaves_the_runs_own_cache_alone(tmp_path, capsys):
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     own = prepare(cfg, rows, "test", 224, False)
     write_shard(own, [(0, 0, _frames(1))])
     other_cfg = apply_overrides(cfg, [f"data.manifest={tmp_path / 'other.parquet'}"])  # eval ... data.manifest=OTHER
@@ -126,7 +116,7 @@ def test_evaluating_another_manifest_leaves_the_runs_own_cache_alone(tmp_path, c
 
 
 def test_a_shared_cache_dir_keeps_other_configs(tmp_path, capsys):
-    cfg, rows = _setup(tmp_path, **{"data.cache_dir": str(tmp_path / "shared")})
+    cfg, rows = cache_config(tmp_path, **{"data.cache_dir": str(tmp_path / "shared")})
     first = prepare(cfg, rows, "train", 224, True)
     assert first.startswith(str(tmp_path / "shared" / "train-"))
     second = prepare(apply_overrides(cfg, ["data.cache_samplings=2"]), rows, "train", 224, True)
@@ -202,7 +192,7 @@ def test_the_cache_keys_take_compression_and_budget_and_check_them(tmp_path):
     from raytrain.config import ConfigError
     from raytrain.data.spec import DecodeSpec
 
-    cfg, rows = _setup(tmp_path, **{"data.cache_compression": "zstd", "data.cache_budget_gb": 1.5})
+    cfg, rows = cache_config(tmp_path, **{"data.cache_compression": "zstd", "data.cache_budget_gb": 1.5})
     spec = DecodeSpec.from_config(cfg, 224, True, cache_location="x")
     assert spec.cache_compression == "zstd" and spec.cache_budget_bytes == 1_500_000_000
     # Compression is not in the key: a folder keeps its shards when the setting changes (mixed reads).
@@ -232,7 +222,7 @@ class _Reader:
 def test_a_budget_stops_writing_with_one_clear_line_and_the_rest_is_decoded(tmp_path, capsys):
     from raytrain.data.read_through import ReadThroughCache
 
-    cfg, rows = _setup(tmp_path)
+    cfg, rows = cache_config(tmp_path)
     loc = prepare(cfg, rows, "train", 8, True)  # meta.json: the split has 3 clips
     shard = len(frame_cache.encode_shard([(0, k, np.zeros((2, 8, 8, 3), np.uint8)) for k in range(2)]))
     budget = int(shard * 1.5)  # room for one shard of one clip's 2 samplings, not two

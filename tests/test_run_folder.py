@@ -4,9 +4,8 @@ model of it), checkpoints Ray does not track pruned after restarts, and the stag
 import json
 import shutil
 
-import torch
+from fixture_files import save_tiny_checkpoint  # tests/fixture_files.py
 
-from raytrain.config import Config
 from raytrain.train.run_folder import (
     CHECKPOINT_TMP,
     SNAPSHOT_FILE,
@@ -15,14 +14,7 @@ from raytrain.train.run_folder import (
     prune_untracked,
     repair_snapshot,
 )
-from raytrain.train.state import complete_checkpoints, latest_checkpoint_step, save_training_state
-
-
-def _save(directory, step):
-    model = torch.nn.Linear(3, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return save_training_state(directory, Config(), model, opt, sched, step, [])
+from raytrain.train.state import complete_checkpoints, latest_checkpoint_step
 
 
 def _ray_snapshot(run, names, pending=()):
@@ -53,7 +45,7 @@ def test_references_to_a_deleted_and_a_truncated_checkpoint_are_dropped(tmp_path
     run = tmp_path / "run"
     names = [f"checkpoint_00000{i}" for i in range(3)]
     for i, n in enumerate(names):
-        _save(run / n, 2 * (i + 1))
+        save_tiny_checkpoint(run / n, 2 * (i + 1))
     _ray_snapshot(run, names, pending=names[1:])
     shutil.rmtree(run / names[0])  # deleted by hand
     data = (run / names[2] / "state.pt").read_bytes()
@@ -86,7 +78,7 @@ def test_a_checkpoint_resumed_from_but_never_registered_with_ray_is_pruned_once_
     tracks 6 and 8: the untracked 4 goes, never the newest nor a folder newer than Ray's newest."""
     run = tmp_path / "run"
     for step in (2, 4, 6, 8, 10):
-        _save(run / f"checkpoint_s{step:02d}", step)
+        save_tiny_checkpoint(run / f"checkpoint_s{step:02d}", step)
     (run / "checkpoint_s02" / "progress.json").unlink()  # incomplete: left alone (reported, not pruned)
     _ray_snapshot(run, ["checkpoint_s06", "checkpoint_s08"])  # 10: reported, not yet registered
     assert prune_untracked(run, keep=2) == ["checkpoint_s04"]
@@ -100,17 +92,17 @@ def test_a_checkpoint_resumed_from_but_never_registered_with_ray_is_pruned_once_
 def test_best_by_metric_checkpoints_ray_keeps_are_not_pruned(tmp_path):
     run = tmp_path / "run"
     for step in (2, 4, 6):
-        _save(run / f"checkpoint_s{step}", step)
+        save_tiny_checkpoint(run / f"checkpoint_s{step}", step)
     _ray_snapshot(run, ["checkpoint_s2", "checkpoint_s6"])  # the best (2) and the latest (6)
     assert prune_untracked(run, keep=1) == ["checkpoint_s4"] and (run / "checkpoint_s2").is_dir()
 
 
 def test_checkpoints_are_staged_in_the_runs_hidden_folder_and_stale_ones_cleaned_at_start(tmp_path):
     run = tmp_path / "run"
-    _save(run / "checkpoint_000000", 2)
+    save_tiny_checkpoint(run / "checkpoint_000000", 2)
     with checkpoint_tmp_dir(run) as tmp:
         assert tmp.startswith(str(run / CHECKPOINT_TMP))
-        _save(tmp, 4)  # a complete checkpoint being staged is never taken for one of the run's
+        save_tiny_checkpoint(tmp, 4)  # a complete checkpoint being staged is never taken for one of the run's
         assert latest_checkpoint_step(run) == 2 and [s for s, _ in complete_checkpoints(run)] == [2]
     with checkpoint_tmp_dir(None) as tmp:  # remote storage: the system temp dir
         assert not tmp.startswith(str(run))
@@ -125,8 +117,8 @@ def test_prepare_reports_each_broken_checkpoint_once_in_the_attempt_log(tmp_path
     from raytrain.train.faults import read_events
 
     run = tmp_path / "run"
-    _save(run / "checkpoint_000000", 2)
-    (_save(run / "checkpoint_000001", 4) / "progress.json").unlink()
+    save_tiny_checkpoint(run / "checkpoint_000000", 2)
+    (save_tiny_checkpoint(run / "checkpoint_000001", 4) / "progress.json").unlink()
     prepare_run_folder(run, keep=2)
     assert [e["skipped_checkpoint"] for e in read_events(run)] == ["checkpoint_000001"]
     assert "skipping checkpoint" in capsys.readouterr().err
@@ -136,7 +128,7 @@ def test_prepare_reports_each_broken_checkpoint_once_in_the_attempt_log(tmp_path
 def test_the_fallback_is_never_pruned_when_rays_newer_checkpoints_are_broken(tmp_path):
     run = tmp_path / "run"
     for step in (4, 8):
-        _save(run / f"checkpoint_s{step}", step)
+        save_tiny_checkpoint(run / f"checkpoint_s{step}", step)
     _ray_snapshot(run, ["checkpoint_s8"])
     _flip_a_weight_byte(run / "checkpoint_s8" / "state.pt")  # same size, damaged
     assert prune_untracked(run, keep=1) == [] and latest_checkpoint_step(run) == 4
@@ -158,7 +150,7 @@ def test_an_untracked_checkpoint_within_keep_is_kept(tmp_path):
     tracks only 4; with keep=10 step 2 is one of the newest `keep` and stays (not a lost checkpoint)."""
     run = tmp_path / "run"
     for step in (2, 4):
-        _save(run / f"checkpoint_s{step}", step)
+        save_tiny_checkpoint(run / f"checkpoint_s{step}", step)
     _ray_snapshot(run, ["checkpoint_s4"])
     assert prune_untracked(run, keep=10) == [] and (run / "checkpoint_s2").is_dir()
     assert prune_untracked(run, keep=1) == ["checkpoint_s2"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,14 @@ def log_event(run_dir: Path | None, **event: Any) -> None:
         f.write(json.dumps({**event, "time": time.time()}) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def say(run_dir: Path | None, message: str, **event: Any) -> None:
+    """One ``[raytrain]`` line on stderr, and ``event`` (if any) in ``<run>/attempts.jsonl``: what a
+    resume or the run folder's repair did, for the user now and for the drills later."""
+    print(f"[raytrain] {message}", file=sys.stderr, flush=True)
+    if event:
+        log_event(run_dir, **event)
 
 
 def read_events(run_dir: str | Path) -> list[dict[str, Any]]:

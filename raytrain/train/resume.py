@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from raytrain.train.faults import FaultCounters, log_event
+from raytrain.train.faults import FaultCounters, say
 from raytrain.train.state import (
     checkpoint_problem,
     checkpoint_step,
@@ -119,8 +118,7 @@ def skip_reporter(run_dir: Path | None, rank: int) -> Callable[[str, str], None]
 
 def report_skipped(run_dir: Path | None, name: str, reason: str) -> None:
     """One line on stderr, and an event in ``<run>/attempts.jsonl``."""
-    print(f"[raytrain] skipping checkpoint '{name}': {reason}", file=sys.stderr, flush=True)
-    log_event(run_dir, skipped_checkpoint=name, reason=reason)
+    say(run_dir, f"skipping checkpoint '{name}': {reason}", skipped_checkpoint=name, reason=reason)
 
 
 def restore_rng(saved: dict[str, Any] | None, seed: int, rank: int, world_size: int) -> None:

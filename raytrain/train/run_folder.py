@@ -13,24 +13,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from raytrain.train.faults import log_event
+from raytrain.train.faults import say
 from raytrain.train.state import checkpoint_problem, checkpoint_step, complete_checkpoints
 
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # ray/train/v2/_internal/constants.py
 CHECKPOINT_TMP = ".checkpoint-tmp"  # hidden: never matches checkpoint_*, never in Ray's snapshot
-
-
-def say(run_dir: Path | None, message: str, **event: Any) -> None:
-    """One line on stderr, and the event in ``<run>/attempts.jsonl``."""
-    print(f"[raytrain] {message}", file=sys.stderr, flush=True)
-    if event:
-        log_event(run_dir, **event)
 
 
 def repaired_snapshot(snapshot: dict[str, Any], problems: dict[str, str | None]) -> tuple[dict[str, Any], list[str]]:

@@ -66,10 +66,22 @@ def read_snapshot(run_dir: Path) -> dict[str, Any] | None:
     return snapshot if isinstance(snapshot, dict) else None
 
 
-def repair_snapshot(run_dir: Path) -> list[str]:
+def checkpoint_problems(run_dir: Path) -> dict[str, str | None]:
+    """``checkpoint_problem`` of every ``checkpoint_*`` folder, by name: each archive's checksums read
+    once for all of :func:`prepare_run_folder`'s steps (a checkpoint can be gigabytes)."""
+    return {f.name: checkpoint_problem(f) for f in sorted(run_dir.glob("checkpoint_*")) if f.is_dir()}
+
+
+def _problem(run_dir: Path, name: str, known: dict[str, str | None] | None) -> str | None:
+    """``checkpoint_problem`` of folder ``name``, taken from ``known`` (:func:`checkpoint_problems`) if there."""
+    return known[name] if known is not None and name in known else checkpoint_problem(run_dir / name)
+
+
+def repair_snapshot(run_dir: Path, known: dict[str, str | None] | None = None) -> list[str]:
     """Drop the snapshot's references to missing, incomplete or damaged checkpoints (one message
     each), rewriting it atomically; a snapshot that is not valid JSON of the known shape is moved
-    aside to ``checkpoint_manager_snapshot.json.broken-<time>``. Returns the names dropped."""
+    aside to ``checkpoint_manager_snapshot.json.broken-<time>``. Returns the names dropped.
+    ``known``: the folders' problems when already checked (:func:`checkpoint_problems`)."""
     path = run_dir / SNAPSHOT_FILE
     if not path.is_file():
         return []
@@ -84,7 +96,7 @@ def repair_snapshot(run_dir: Path) -> list[str]:
         say(run_dir, f"Ray's checkpoint snapshot '{path}' is unreadable: moved to '{backup.name}'; "
                      f"the run resumes from its newest usable checkpoint folder", snapshot_moved=backup.name)
         return []
-    problems = {n: "missing" if not (run_dir / n).is_dir() else checkpoint_problem(run_dir / n) for n in names}
+    problems = {n: "missing" if not (run_dir / n).is_dir() else _problem(run_dir, n, known) for n in names}
     fixed, dropped = repaired_snapshot(snapshot, problems)
     for name in dropped:
         say(run_dir, f"Ray's checkpoint snapshot refers to checkpoint '{name}' ({problems[name]}): reference "
@@ -96,13 +108,13 @@ def repair_snapshot(run_dir: Path) -> list[str]:
     return dropped
 
 
-def prune_untracked(run_dir: Path, keep: int) -> list[str]:
+def prune_untracked(run_dir: Path, keep: int, known: dict[str, str | None] | None = None) -> list[str]:
     """Delete the complete ``checkpoint_*`` folders Ray's snapshot does not track (a folder resumed
     from that was never registered with Ray, e.g. after a worker lost right after its report) once
     a newer tracked checkpoint is usable and they are not among the newest ``keep`` (``checkpoint.keep``:
     an untracked folder counts toward it, as Ray's would). Ray's own ones (latest, best-by-metric) and
     anything newer than its newest are kept; so is everything when there is no readable snapshot.
-    Returns the names."""
+    Returns the names. ``known``: as for :func:`repair_snapshot`."""
     snapshot = read_snapshot(run_dir)
     if snapshot is None:
         return []
@@ -110,7 +122,7 @@ def prune_untracked(run_dir: Path, keep: int) -> list[str]:
         tracked = snapshot_names(snapshot)
     except (KeyError, TypeError, AttributeError):
         return []
-    newest_tracked = _newest_usable_step(run_dir, tracked)
+    newest_tracked = _newest_usable_step(run_dir, tracked, known)
     if newest_tracked is None:
         return []
     pruned = []
@@ -123,21 +135,21 @@ def prune_untracked(run_dir: Path, keep: int) -> list[str]:
     return pruned
 
 
-def _newest_usable_step(run_dir: Path, names: set[str]) -> int | None:
+def _newest_usable_step(run_dir: Path, names: set[str], known: dict[str, str | None] | None) -> int | None:
     """The highest step among the usable folders ``names`` (archives checked newest first, until one passes)."""
     steps = sorted(((checkpoint_step(run_dir / n), n) for n in names if (run_dir / n).is_dir()),
                    key=lambda t: -1 if t[0] is None else t[0], reverse=True)
-    return next((step for step, n in steps if step is not None and checkpoint_problem(run_dir / n) is None), None)
+    return next((step for step, n in steps if step is not None and _problem(run_dir, n, known) is None), None)
 
 
-def report_broken(run_dir: Path) -> list[str]:
-    """One message per ``checkpoint_*`` folder a resume skips (left in place for inspection)."""
+def report_broken(run_dir: Path, known: dict[str, str | None] | None = None) -> list[str]:
+    """One message per ``checkpoint_*`` folder a resume skips (left in place for inspection);
+    ``known``: as for :func:`repair_snapshot`."""
     broken = []
-    for folder in sorted(run_dir.glob("checkpoint_*")):
-        problem = checkpoint_problem(folder) if folder.is_dir() else None
+    for name, problem in (checkpoint_problems(run_dir) if known is None else known).items():
         if problem is not None:
-            broken.append(folder.name)
-            say(run_dir, f"skipping checkpoint '{folder}': {problem}", skipped_checkpoint=folder.name,
+            broken.append(name)
+            say(run_dir, f"skipping checkpoint '{run_dir / name}': {problem}", skipped_checkpoint=name,
                 reason=problem)
     return broken
 
@@ -169,6 +181,7 @@ def prepare_run_folder(run_dir: Path | None, keep: int) -> None:
     if run_dir is None or not run_dir.is_dir():
         return
     remove_stale_tmp(run_dir)
-    report_broken(run_dir)
-    repair_snapshot(run_dir)
-    prune_untracked(run_dir, keep)
+    known = checkpoint_problems(run_dir)  # each archive checked once, not once per step below
+    report_broken(run_dir, known)
+    repair_snapshot(run_dir, known)
+    prune_untracked(run_dir, keep, known)

@@ -160,14 +160,9 @@ def encode_shard(items: Sequence[tuple[int, int, np.ndarray]], compression: str 
     return sink.getvalue()
 
 
-def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none",
-                max_bytes: int | None = None) -> str | None:
-    """Write ``(clip, sampling, frames)`` items as one shard; returns its name, or None (nothing
-    written) when the shard would take more than ``max_bytes``."""
-    data = encode_shard(items, compression)
-    if max_bytes is not None and data.size > max_bytes:
-        return None
-    return publish_shard(location, data)
+def write_shard(location: str, items: Sequence[tuple[int, int, np.ndarray]], compression: str = "none") -> str:
+    """Write ``(clip, sampling, frames)`` items as one shard; returns its name."""
+    return publish_shard(location, encode_shard(items, compression))
 
 
 def publish_shard(location: str, data: pa.Buffer, fs=None) -> str:
@@ -194,7 +189,7 @@ def publish_shard(location: str, data: pa.Buffer, fs=None) -> str:
 
 
 class FrameCache:
-    """Reads (and, through :func:`write_shard`, fills) one cache folder. Each shard is opened once per
+    """Reads (and, through :func:`publish_shard`, fills) one cache folder. Each shard is opened once per
     cache (a memory map of a local file, kept open), and the index maps (clip, sampling) straight to
     its reader, record batch and shape, so a hit is one footer lookup and no copy (:meth:`view`). The
     index is refreshed from the folder listing on a miss, at most every ``refresh_s`` seconds, so

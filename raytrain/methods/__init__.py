@@ -50,7 +50,6 @@ def retrieval_model(objective: Objective) -> nn.Module:
     return objective.retrieval_model()
 
 
-__all__ = ["METHODS", "Objective", "build_objective", "data_columns", "retrieval_model"]
 
 
 def load_trained_objective(checkpoint, overrides=()) -> tuple:
@@ -66,3 +65,7 @@ def load_trained_objective(checkpoint, overrides=()) -> tuple:
     objective = build_objective(cfg)
     objective.load_state_dict(state["model"])
     return ckpt, cfg, objective, state
+
+
+__all__ = ["METHODS", "Objective", "build_objective", "data_columns", "load_trained_objective",
+           "retrieval_model"]

@@ -108,9 +108,10 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
                                         cfg.train.epochs, cfg.train.max_steps)
     print(f"[raytrain] {recipe_line(cfg, items, per_epoch, total_steps)}", flush=True)
     end_step = planned_end_step(total_steps, cfg.train.stop_at_step)
-    if "://" not in cfg.run.storage_path:
+    start_step = 0
+    if not is_uri(cfg.run.storage_path):
         prepare_run_folder(run_dir(cfg), cfg.checkpoint.keep)  # Ray's snapshot repaired, broken checkpoints reported, stale tmp gone
-    start_step = latest_checkpoint_step(run_dir(cfg)) if "://" not in cfg.run.storage_path else 0
+        start_step = latest_checkpoint_step(run_dir(cfg))
     start_step = min(start_step, end_step)
     if start_step:
         print(resume_line(cfg.run.name, start_step, total_steps), flush=True)

@@ -31,6 +31,17 @@ def ray_session():
 
 
 @pytest.fixture
+def plan_order(ray_session):
+    """Ray Data keeps rows in plan order, as the trainer sets it (DataConfig); tests that compare rows
+    with the plan position by position need it, or the actors' finishing order shows under load.
+    Set before any dataset is built: a dataset copies the current DataContext when it is made."""
+    ctx = ray_session.data.DataContext.get_current()
+    before, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    yield ray_session
+    ctx.execution_options.preserve_order = before
+
+
+@pytest.fixture
 def tiny_config(synth_dir, tmp_path):
     """A config for a 2-worker CPU fit of the micro open_clip model on the shared SynthVTT set."""
     from tiny import tiny_fit_config

@@ -112,7 +112,7 @@ def test_tube_masks_from_the_data_workers_reproduce(ray_session, tiny_config):
     assert by_clip(first_batch()) == by_clip(batch)  # seeded from each row's sample_seed
 
 
-def test_frame_cache_serves_later_epochs_and_evaluations(ray_session, tiny_config):
+def test_frame_cache_serves_later_epochs_and_evaluations(plan_order, tiny_config):
     from raytrain.config import apply_overrides
     from raytrain.data import frame_cache
     from raytrain.data.decode import make_decoder
@@ -158,7 +158,7 @@ def test_frame_cache_serves_later_epochs_and_evaluations(ray_session, tiny_confi
     assert all(np.array_equal(once[i], uncached[i]) and np.array_equal(twice[i], uncached[i]) for i in uncached)
 
 
-def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(ray_session, tiny_config):
+def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(plan_order, tiny_config):
     from raytrain.config import apply_overrides
     from raytrain.data.decode import make_decoder
     from raytrain.data.pipeline import rank_dataset_name, train_datasets_per_rank
@@ -168,19 +168,13 @@ def test_per_rank_datasets_hold_each_ranks_slice_in_plan_order(ray_session, tiny
     plan = build_plan(rows, 8, cfg.train.seed, 1, 4)  # steps 1-3: 4 clips per rank per step
     clip = plan.column("clip").to_numpy().reshape(3, 2, 4)  # (step, rank, row)
     seed = plan.column("sample_seed").to_numpy().reshape(3, 2, 4)
-    # as the trainer; set before the datasets are made, which copy the current DataContext
-    ctx = ray_session.data.DataContext.get_current()
-    before, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
-    try:
-        datasets = train_datasets_per_rank(cfg, rows, image_size=32, start_step=1, end_step=4)
-        for rank in range(2):
-            got = [f for b in datasets[rank_dataset_name(rank)].iter_batches(batch_size=4, batch_format="numpy")
-                   for f in b["frames"]]
-            want = [make_decoder("decord").decode(rows[c].path, 3, 32, train=True, rng=np.random.default_rng(int(s)))
-                    for c, s in zip(clip[:, rank].ravel(), seed[:, rank].ravel())]
-            assert len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))  # its clips, in order
-    finally:
-        ctx.execution_options.preserve_order = before
+    datasets = train_datasets_per_rank(cfg, rows, image_size=32, start_step=1, end_step=4)
+    for rank in range(2):
+        got = [f for b in datasets[rank_dataset_name(rank)].iter_batches(batch_size=4, batch_format="numpy")
+               for f in b["frames"]]
+        want = [make_decoder("decord").decode(rows[c].path, 3, 32, train=True, rng=np.random.default_rng(int(s)))
+                for c, s in zip(clip[:, rank].ravel(), seed[:, rank].ravel())]
+        assert len(got) == 12 and all(np.array_equal(a, b) for a, b in zip(got, want))  # its clips, in order
 
 
 def test_cache_command_fills_both_splits_before_training(ray_session, tiny_config, tmp_path, capsys):

@@ -72,8 +72,10 @@ def test_the_spec_follows_the_config_and_its_columns_are_the_batch_schema():
     assert {c.name: c.torch for c in evaluation.columns} == eval_batch_dtypes(cfg)
     assert set(eval_batch_dtypes(cfg)) == {"frames", "video_index", "bad_video"}
     assert set(eval_batch_dtypes(_cfg())) == {"frames", "video_index"}  # error mode: nothing is replaced
-    plain = DecodeSpec.from_config(_cfg(), 32, train=True)
-    assert [c.name for c in plain.columns] == ["frames", "tokens"] == list(train_batch_dtypes(_cfg()))
+    plain = DecodeSpec.from_config(_cfg("data.decoder=decord"), 32, train=True)
+    assert [c.name for c in plain.columns] == ["frames", "tokens"] == list(train_batch_dtypes(_cfg("data.decoder=decord")))
+    auto = DecodeSpec.from_config(_cfg(), 32, train=True)  # data.decoder=auto: the run counts its fallbacks
+    assert [c.name for c in auto.columns] == ["frames", "tokens", "fallback_decoded"] == list(train_batch_dtypes(_cfg()))
     with pytest.raises(ValueError, match="cannot build mask columns.*mask_attention"):
         DecodeSpec.from_config(cfg, 32, train=True, mask_columns=("mask_attention",))
 
@@ -89,6 +91,26 @@ def test_the_udf_emits_exactly_the_schema_with_its_dtypes():
     assert out["bad_clip"].tolist() == [-1, -1]
     with pytest.raises(KeyError, match=r"produced no \['tokens', 'mask_high'"):
         assemble(spec.columns, {"frames": out["frames"]})
+
+
+class _Samplings(_Decoder):
+    """``_Decoder`` as an ``IndexedDecoder`` (what ``AutoDecoder`` composes)."""
+
+    def decode_samplings(self, path, num_frames, size, train, rngs, start_s=None, end_s=None):
+        return np.stack([self.decode(path, num_frames, size, train, rng) for rng in rngs])
+
+
+def test_the_udf_flags_the_clips_auto_read_with_its_fallback(capsys):
+    from raytrain.data.decoders.auto import AutoDecoder
+
+    spec = DecodeSpec.from_config(_cfg(), 8, train=True)
+    assert spec.decoder == "auto" and "fallback_decoded" in [c.name for c in spec.columns]
+    udf = DecodeClips(spec, decoder=AutoDecoder(_Samplings(bad={"bb.mp4"}), _Samplings()))
+    first = udf(_train_batch(["a.mp4", "bb.mp4", "ccc.mp4"]))
+    assert first["fallback_decoded"].tolist() == [False, True, False]
+    again = udf(_train_batch(["bb.mp4", "a.mp4"]))  # the file is read by the fallback from then on
+    assert again["fallback_decoded"].tolist() == [True, False]
+    assert capsys.readouterr().out.count("fallback #1") == 1
 
 
 def test_train_frames_follow_each_rows_sample_seed():

@@ -57,6 +57,8 @@ def test_the_summary_names_time_steps_throughput_skips_and_every_path():
     bare = summary_lines({"step": 4}, 3, "r", None, None, None)
     assert bare[1] == "skipped videos: 0 (data.on_bad_video=error); NaN/Inf steps skipped: 0"
     assert "latest checkpoint: (none)" in bare and not any(line.startswith("metrics.json") for line in bare)
+    auto = summary_lines({"step": 4, "fallback_decodes": 3}, 3, "r", None, None, None)
+    assert auto[1].endswith("; clips read by the fallback decoder: 3")
 
 
 def test_the_logger_prints_progress_at_its_interval_and_each_epoch_end_once_on_rank_0(tmp_path, capsys):
@@ -65,8 +67,9 @@ def test_the_logger_prints_progress_at_its_interval_and_each_epoch_end_once_on_r
     from raytrain.train.metric_logger import MetricLogger
     from raytrain.train.step import StepResult
 
+    # data.decoder=pyav: summary() then gathers nothing (no process group here for the 2 ranks)
     cfg = apply_overrides(Config(), ["train.log_every=4", "train.batch_size=8", f"run.storage_path={tmp_path}",
-                                     "run.name=r"])
+                                     "run.name=r", "data.decoder=pyav"])
     for rank, expected in ((0, [3, 4, 6, 8, 9]), (1, [])):
         logger = MetricLogger(cfg, rank=rank, world_size=2, step=0, steps_per_epoch=3, total_steps=9, run_dir=None)
         capsys.readouterr()

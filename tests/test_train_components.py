@@ -93,7 +93,7 @@ def test_the_metric_logger_windows_losses_and_logs_data_wait_and_compute(tmp_pat
     cfg = apply_overrides(Config(), ["train.log_every=2", f"run.storage_path={tmp_path}", "run.name=r"])
     logger = MetricLogger(cfg, rank=0, world_size=1, step=0, steps_per_epoch=4, total_steps=8, run_dir=None)
     for step, (loss, skipped) in enumerate([(1.0, False), (None, True), (3.0, False), (5.0, False)], start=1):
-        logger.batch(torch.tensor([True, False]), data_wait_s=0.5)
+        logger.batch(torch.tensor([True, False]), data_wait_s=0.5, fallback_decoded=torch.tensor([step == 3, False]))
         logger.step(_result(loss, skipped), step, lr=0.1, nan_steps_skipped=1)
     assert "non-finite loss or gradient at step 2: update skipped (1 so far)" in capsys.readouterr().out
     assert logger.take_loss() == {"loss": 3.0} and logger.take_loss() == {}
@@ -106,6 +106,8 @@ def test_the_metric_logger_windows_losses_and_logs_data_wait_and_compute(tmp_pat
     assert scalars["train/nan_steps_skipped"] == {2: 1.0}
     assert scalars["time/data_wait_s"] == {2: 0.5, 4: 0.5} and scalars["time/compute_s"] == {2: 0.25, 4: 0.25}
     assert scalars["data/cache_hit_rate"] == {2: 0.5, 4: 0.5} and scalars["train/aux"] == {2: 0.5, 4: 0.5}
+    assert scalars["data/fallback_decodes_rank0"] == {2: 0.0, 4: 1.0}  # data.decoder=auto (the default)
+    assert logger.summary()["fallback_decodes"] == 1
     assert scalars["eval/t2v_R1"] == {4: 50.0} and "eval/num_videos" not in scalars
     assert scalars["train/grad_norm"] == {2: 1.0, 4: 1.0}  # the finite steps' norms
     assert set(scalars["time/step_s"]) == set(scalars["data/clips_per_s"]) == {2, 4}

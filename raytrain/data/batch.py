@@ -30,6 +30,8 @@ VIDEO_INDEX = Column("video_index", np.int64, torch.int64)  # (B,): the clip's c
 BAD_CLIP = Column("bad_clip", np.int64, torch.int64)  # (B,): the plan clip a substitute replaced, or -1
 BAD_VIDEO = Column("bad_video", np.bool_, torch.bool)  # (B,): an eval clip that could not be decoded (black)
 CACHE_HIT = Column("cache_hit", np.bool_, torch.bool)  # (B,): the clip's frames came from the frame cache
+# (B,): data.decoder=auto: the fast decoder could not read the clip's file, the fallback (PyAV) decoded it
+FALLBACK = Column("fallback_decoded", np.bool_, torch.bool)
 MASK_HIGH = Column("mask_high", np.bool_, torch.bool)  # (B, T, N): MASCOT's random "high-informed" ablation
 MASK_LOW = Column("mask_low", np.bool_, torch.bool)  # (B, T, N): ... and its "low-informed" one
 MASK_TUBE = Column("mask_tube", np.bool_, torch.bool)  # (B, N): MILES's tube, shared by every frame
@@ -49,12 +51,13 @@ def check_mask_columns(mask_columns: Sequence[str]) -> tuple[str, ...]:
 
 
 def train_columns(mask_columns: Sequence[str] = (), skip_bad: bool = False,
-                  cache: bool = False, frame_mask: bool = False) -> tuple[Column, ...]:
+                  cache: bool = False, frame_mask: bool = False, fallback: bool = False) -> tuple[Column, ...]:
     """A train batch: frames, tokens, the method's masks, ``bad_clip`` under ``data.on_bad_video=skip``,
-    ``cache_hit`` with the frame cache on and ``frame_mask`` with ``data.frame_sampling=clip4clip``."""
+    ``cache_hit`` with the frame cache on, ``frame_mask`` with ``data.frame_sampling=clip4clip`` and
+    ``fallback_decoded`` with ``data.decoder=auto`` (the run counts the clips its fallback read)."""
     columns = [FRAMES, TOKENS, *(_MASKS[name] for name in check_mask_columns(mask_columns))]
     return (*columns, *([BAD_CLIP] if skip_bad else []), *([CACHE_HIT] if cache else []),
-            *([FRAME_MASK] if frame_mask else []))
+            *([FRAME_MASK] if frame_mask else []), *([FALLBACK] if fallback else []))
 
 
 def eval_columns(skip_bad: bool = False, frame_mask: bool = False) -> tuple[Column, ...]:
@@ -69,7 +72,7 @@ def dtypes(columns: Sequence[Column]) -> dict[str, torch.dtype]:
 
 def train_batch_dtypes(cfg: Config, mask_columns: Sequence[str] = ()) -> dict[str, torch.dtype]:
     return dtypes(train_columns(mask_columns, cfg.data.on_bad_video == "skip", cfg.data.cache == "frames",
-                                cfg.data.frame_sampling == "clip4clip"))
+                                cfg.data.frame_sampling == "clip4clip", cfg.data.decoder == "auto"))
 
 
 def eval_batch_dtypes(cfg: Config) -> dict[str, torch.dtype]:

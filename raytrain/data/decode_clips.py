@@ -44,7 +44,7 @@ class DecodeClips:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         train = self.spec.train
-        clips, masks, captions, hits, bad_clip, bad_video = [], [], [], [], [], []
+        clips, masks, captions, hits, bad_clip, bad_video, fallback = [], [], [], [], [], [], []
         for i, path in enumerate(batch["path"]):
             path = str(path)
             seed = int(batch["sample_seed"][i]) if train else 0
@@ -66,18 +66,24 @@ class DecodeClips:
             masks.append(mask)
             captions.append(caption)
             hits.append(hit)
+            fallback.append(not (hit or replaced) and path in self._fallback_files)
             bad_video.append(replaced)
             bad_clip.append((int(batch["clip"][i]) if "clip" in batch else 0) if replaced else -1)
         if self.cache is not None:  # every sampling of the clips decoded in this batch, as one shard
             self.cache.flush()
         values = {"frames": np.stack(clips), "frame_mask": np.stack(masks), "cache_hit": hits, "bad_clip": bad_clip,
-                  "bad_video": bad_video}
+                  "bad_video": bad_video, "fallback_decoded": fallback}
         if train:
             values["tokens"] = self.tokenize(captions)
             values.update(clip_masks(batch["sample_seed"], self.spec.num_frames, self.spec.masks))
         else:
             values["video_index"] = batch["video_index"]
         return assemble(self.spec.columns, values)
+
+    @property
+    def _fallback_files(self):
+        """The files ``data.decoder=auto`` reads with its fallback (none for the other decoders)."""
+        return getattr(self.reader.decoder, "fallback_files", {})
 
     def _read(self, batch: dict[str, np.ndarray], i: int, path: str, seed: int) -> tuple[np.ndarray, bool]:
         """``(frames (T, S, S, 3), cache hit)`` of row ``i``: the planned sampling (train) or the centres."""

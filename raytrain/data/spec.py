@@ -112,5 +112,6 @@ class DecodeSpec:
     def columns(self) -> tuple[Column, ...]:
         """The batch columns this job emits (the schema of ``raytrain.data.batch``)."""
         if self.train:
-            return train_columns(self.masks.columns, self.skip_bad, self.cache_location is not None, self.frame_mask)
+            return train_columns(self.masks.columns, self.skip_bad, self.cache_location is not None, self.frame_mask,
+                                 self.decoder == "auto")
         return eval_columns(self.skip_bad, self.frame_mask)

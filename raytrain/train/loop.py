@@ -77,7 +77,7 @@ def train_loop_per_worker(config: dict[str, TrainJob]) -> None:
         bad_clips, cache_hit = batch.pop("bad_clip", None), batch.pop("cache_hit", None)
         if bad_clips is not None:
             checkpointer.note_bad_clips([int(c) for c in bad_clips[bad_clips >= 0]])
-        logger.batch(cache_hit, wait_s)
+        logger.batch(cache_hit, wait_s, batch.pop("fallback_decoded", None))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         result = train_step(model, state.optimizer, state.scheduler, batch, amp=amp, grad_clip=cfg.optim.grad_clip,
                             world_size=world, grad_clip_mode=cfg.optim.grad_clip_mode,

@@ -2,7 +2,8 @@
 
 Every ``train.log_every`` steps: the loss (mean over the steps since the last checkpoint, at most
 ``log_every``), the learning rate, the epoch, the method's own terms, the frame-cache hit rate and the
-time the step waited for its batch vs the time it computed. At once: skipped non-finite steps, eval
+time the step waited for its batch vs the time it computed, and (``data.decoder=auto``) the clips the
+fallback decoder read. At once: skipped non-finite steps, eval
 metrics, bad videos at each checkpoint. Ranks other than 0 keep the running loss (for the reported
 metrics) and write nothing.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from raytrain.config import Config
 from raytrain.eval.metrics import is_eval_metric
 from raytrain.storage import tensorboard_log
+from raytrain.train.checkpoint import gather_from_ranks
 from raytrain.train.faults import log_event
 from raytrain.train.progress import Window, progress_line
 from raytrain.train.step import StepResult
@@ -47,11 +49,12 @@ class MetricLogger:
                  total_steps: int, run_dir: Path | None):
         self.cfg, self.rank, self.steps_per_epoch, self.total_steps = cfg, rank, steps_per_epoch, total_steps
         self.run_dir = run_dir
-        self.clips_per_step = cfg.train.batch_size * world_size
+        self.clips_per_step, self.world_size = cfg.train.batch_size * world_size, world_size
         self.window = _Progress()  # rank 0's progress line: the steps since the last one
         self.run_steps, self.run_wall_s = 0, 0.0  # this attempt's training steps and their wall time
         self.losses: list[float] = []  # finite steps since the last checkpoint
         self.cache_hits: list[float] = []  # data.cache=frames: share of each batch read from the cache
+        self.fallback_decodes = 0  # data.decoder=auto: this rank's clips the fallback decoder read
         self.data_wait_s: list[float] = []
         self.compute_s: list[float] = []
         self.step_wall_s: list[float] = []  # wall time of each step, its data wait included
@@ -73,9 +76,11 @@ class MetricLogger:
             print(f"[raytrain] worker nodes (rank: node id): {text}", flush=True)
             self.writer.add_text("worker_nodes", text, step)
 
-    def batch(self, cache_hit, data_wait_s: float) -> None:
+    def batch(self, cache_hit, data_wait_s: float, fallback_decoded=None) -> None:
         if cache_hit is not None:
             self.cache_hits.append(float(cache_hit.float().mean()))
+        if fallback_decoded is not None:
+            self.fallback_decodes += int(fallback_decoded.sum())
         self.data_wait_s.append(data_wait_s)
         self.window.data_wait_s += data_wait_s
 
@@ -100,6 +105,8 @@ class MetricLogger:
             self._scalar(f"train/{key}", float(value), step)
         if self.cache_hits:
             self._scalar("data/cache_hit_rate", float(np.mean(self.cache_hits[-last:])), step)
+        if self.cfg.data.decoder == "auto":  # rank 0's clips so far (the run's total is in the summary)
+            self._scalar("data/fallback_decodes_rank0", self.fallback_decodes, step)
         self._scalar("time/data_wait_s", float(np.mean(self.data_wait_s[-last:])), step)
         self._scalar("time/compute_s", float(np.mean(self.compute_s[-last:])), step)
         self._throughput(step, last)
@@ -133,10 +140,15 @@ class MetricLogger:
         write_step_reached(self.run_dir, step)
 
     def summary(self) -> dict[str, float]:
-        """This attempt's training throughput (clips per second of step wall time, evaluations apart)."""
-        if not self.run_wall_s:
-            return {}
-        return {"train_clips_per_s": self.run_steps * self.clips_per_step / self.run_wall_s}
+        """This attempt's training throughput (clips per second of step wall time, evaluations apart)
+        and, with ``data.decoder=auto``, its train clips the fallback decoder read on all ranks (a
+        collective: every rank calls this once, at the end)."""
+        out: dict[str, float] = {}
+        if self.cfg.data.decoder == "auto":
+            out["fallback_decodes"] = sum(gather_from_ranks(self.fallback_decodes, self.world_size))
+        if self.run_wall_s:
+            out["train_clips_per_s"] = self.run_steps * self.clips_per_step / self.run_wall_s
+        return out
 
     def take_loss(self) -> dict[str, float]:
         """The mean loss since the last checkpoint (for the report), and start a new window."""

@@ -98,7 +98,10 @@ def summary_lines(metrics: Mapping[str, Any], wall_s: float, run_dir: str, check
     skipped = f"skipped videos: {bad}" + ("" if on_bad_video == "skip" else f" (data.on_bad_video={on_bad_video})")
     if bad and metrics.get("bad_video_examples"):
         skipped += f", e.g. {metrics['bad_video_examples']}"
-    lines = [head, f"{skipped}; NaN/Inf steps skipped: {int(metrics.get('nan_steps_skipped', 0))}",
+    skipped += f"; NaN/Inf steps skipped: {int(metrics.get('nan_steps_skipped', 0))}"
+    if metrics.get("fallback_decodes"):  # data.decoder=auto: files the fast decoder could not read
+        skipped += f"; clips read by the fallback decoder: {int(metrics['fallback_decodes'])}"
+    lines = [head, skipped,
              f"run folder:        {run_dir}", f"latest checkpoint: {checkpoint or '(none)'}"]
     if metrics_json:
         lines.append(f"metrics.json:      {metrics_json}")

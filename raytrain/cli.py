@@ -185,8 +185,13 @@ def _cmd_cache(args) -> None:
 def _cmd_prepare(args) -> None:
     from raytrain.data.annotations import prepare
 
-    prepare(args.dataset, args.annotations, args.videos, args.out, split_protocol=args.split_protocol,
-            allow_missing=args.allow_missing, test_fraction=args.test_fraction)
+    path = prepare(args.dataset, args.annotations, args.videos, args.out, split_protocol=args.split_protocol,
+                   allow_missing=args.allow_missing, test_fraction=args.test_fraction)
+    if args.probe:  # the manifest is written either way: a failed probe lists the rows to fix
+        from raytrain.data.probe import probe_manifest
+
+        t0 = time.time()
+        print(f"probe: {probe_manifest(path)} videos open and decode ({time.time() - t0:.1f} s)", flush=True)
 
 
 def _cmd_demo(args) -> None:
@@ -309,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "clip id (default 0.2; 0 = all train)")
     p.add_argument("--allow-missing", action="store_true",
                    help="drop clips whose video file is missing (the count goes into the manifest metadata)")
+    p.add_argument("--probe", action="store_true",
+                   help="then open every video and decode its first frame, in parallel, and list the rows whose "
+                        "file fails (training can do the same: data.probe_videos=true)")
     p.set_defaults(func=_cmd_prepare)
 
     for name, func, text in (("train", _cmd_train, "train with Ray Train (resumes the run if it exists)"),

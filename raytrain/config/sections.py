@@ -49,6 +49,9 @@ class DataSection:
     # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
     on_bad_video: Literal["error", "skip"] = "error"
     decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
+    # True: before Ray starts, open every video of the splits used and decode its first frame (in
+    # parallel; raytrain/data/probe.py), so a broken file is named before training, not minutes in.
+    probe_videos: bool = False
     # True: every rank streams its own slice of each planned step in plan order (a decode pool per
     # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit;
     # False: Ray Data's dynamic streaming split (order depends on timing). Not yet the default: with

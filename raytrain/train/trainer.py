@@ -14,6 +14,7 @@ from raytrain.data.manifest import ClipRow, load_manifest
 from raytrain.data.pipeline import bank_dataset, eval_dataset, eval_texts, train_datasets
 from raytrain.data.plan import end_step as planned_end_step
 from raytrain.data.plan import num_epoch_items, plan_steps
+from raytrain.data.probe import probe_manifest
 from raytrain.eval.run import bank_rows
 from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
@@ -86,6 +87,11 @@ def validate_inputs(cfg: Config) -> TrainInputs:
                 raise FileNotFoundError(f"config key 'model.pretrained': {e}") from None
     train_rows = load_manifest(cfg.data.manifest, split=cfg.data.train_split)
     eval_rows = load_manifest(cfg.data.manifest, split=cfg.data.eval_split) if cfg.needs_eval else []
+    if cfg.data.probe_videos:
+        t0 = time.time()
+        splits = [cfg.data.train_split, *([cfg.data.eval_split] if cfg.needs_eval else [])]
+        probed = probe_manifest(cfg.data.manifest, splits)
+        print(f"[raytrain] data.probe_videos: {probed} videos open and decode ({time.time() - t0:.1f} s)", flush=True)
     plan_steps(num_epoch_items(train_rows, cfg.data.epoch_unit), cfg.scaling.num_workers, cfg.train.batch_size,
                cfg.train.epochs, cfg.train.max_steps)  # raises for a split smaller than one global batch
     return TrainInputs(cfg, image_size, train_rows, eval_rows)

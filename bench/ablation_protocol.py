@@ -2,7 +2,9 @@
 item 5): which runs, with which overrides, from which pretrained backbone, and the report section.
 
 Per seed: the baseline (CLIP4Clip) and MILES each pretrain once on the SynthVTT pretraining corpus
-(run keys ``pre-baseline`` / ``pre-miles``, shared by every fine-tune of that seed); each backbone is
+(run keys ``pre-baseline`` / ``pre-miles``, shared by every fine-tune of that seed) — or, with
+``--backbone-seed S``, once in all with seed S, and every seed's fine-tunes start from those backbones
+(the papers' setting: one released CLIP, fine-tuned with several seeds); each backbone is
 evaluated zero-shot on the benchmark (``raytrain eval`` without ``--checkpoint``: no training, meanP
 pooling since the temporal module is not carried); then every fine-tune row trains on the benchmark
 with the same config (same steps, batch, schedule) from the baseline-pretrained backbone, except the
@@ -51,23 +53,30 @@ class Job:
 
 
 def plan(prefix: str, storage_path: str, seeds: list[int], corpus: str, benchmark: str,
-         rows: list[str] | None = None, pretrain_overrides: tuple[str, ...] = ()) -> list[Job]:
+         rows: list[str] | None = None, pretrain_overrides: tuple[str, ...] = (),
+         backbone_seed: int | None = None) -> list[Job]:
     """The jobs of the protocol, seed by seed in the order they must run (a backbone's pretraining before
     its zero-shot and fine-tune jobs). ``rows``: a subset of ``FINETUNE`` (default all); only the
     backbones those rows need are pretrained and evaluated zero-shot. ``corpus``/``benchmark``: the
-    pretraining and benchmark manifests."""
+    pretraining and benchmark manifests. ``backbone_seed``: pretrain (and measure attention and
+    zero-shot) with that seed only, first, and fine-tune every seed from it; None: one per seed."""
     rows = list(FINETUNE) if rows is None else rows
     unknown = [r for r in rows if r not in FINETUNE]
     if unknown:
         raise ValueError(f"unknown fine-tune rows {unknown}; known: {list(FINETUNE)}")
     needed = [b for b in PRETRAIN if any(FINETUNE[r][2] == b for r in rows)]
     jobs: list[Job] = []
+    if backbone_seed is not None:  # the shared backbones' seed runs first
+        seeds = [backbone_seed, *(s for s in seeds if s != backbone_seed)]
     for seed in seeds:
         tail = (f"train.seed={seed}",)
-        backbone_dir = {}
+        shared = backbone_seed is not None and seed != backbone_seed  # fine-tunes only, from the shared backbones
+        backbone_dir = {b: str(Path(storage_path) / f"{prefix}-{PRETRAIN[b][0]}-seed{backbone_seed}")
+                        for b in needed} if shared else {}
         # CLS-attention concentration on the benchmark's test clips, before and after each pretraining
-        jobs.append(Job("attention", "random init", seed, "", (f"data.manifest={benchmark}", *tail), None))
-        for b in needed:
+        if not shared:
+            jobs.append(Job("attention", "random init", seed, "", (f"data.manifest={benchmark}", *tail), None))
+        for b in needed if not shared else ():
             key, overrides = PRETRAIN[b]
             run = f"{prefix}-{key}-seed{seed}"
             backbone_dir[b] = str(Path(storage_path) / run)
@@ -77,7 +86,7 @@ def plan(prefix: str, storage_path: str, seeds: list[int], corpus: str, benchmar
                                                                        f"model.pretrained={backbone_dir[b]}", *tail),
                             backbone_dir[b]))
         for row, b in ZERO_SHOT.items():
-            if b in backbone_dir:
+            if b in backbone_dir and not shared:
                 run = f"{prefix}-zs-{PRETRAIN[b][0]}-seed{seed}"
                 jobs.append(Job("zero_shot", row, seed, run, (f"data.manifest={benchmark}", "method.name=clip4clip",
                                                               "model.temporal=meanP",
@@ -85,7 +94,7 @@ def plan(prefix: str, storage_path: str, seeds: list[int], corpus: str, benchmar
                                                               f"run.name={run}"), backbone_dir[b]))
         for row in rows:
             key, overrides, b = FINETUNE[row]
-            run = f"{prefix}-{key}-seed{seed}"
+            run = f"{prefix}-{key}-seed{seed}" + (f"-from-seed{backbone_seed}" if shared and b else "")
             start = (f"model.pretrained={backbone_dir[b]}",) if b else ()
             jobs.append(Job("finetune", row, seed, run, (f"data.manifest={benchmark}", *overrides, *start, *tail,
                                                          f"run.name={run}"), backbone_dir.get(b)))
@@ -115,6 +124,9 @@ def add_protocol_arguments(parser) -> None:
                    help="the benchmark manifest (generated there if missing: data.synth_num_videos clips + --extra-test)")
     g.add_argument("--extra-test", type=int, default=240, help="extra test clips of a generated benchmark")
     g.add_argument("--pretrain-overrides", nargs="*", default=[], help="key=value overrides of the pretraining runs only")
+    g.add_argument("--backbone-seed", type=int, default=None,
+                   help="pretrain once, with this seed, and fine-tune every seed from those backbones "
+                        "(default: a pretraining per seed)")
     g.add_argument("--attention-clips", type=int, default=80,
                    help="benchmark test clips the CLS-attention concentration is measured on")
     g.add_argument("--plan-only", action="store_true", help="print the jobs and their overrides, run nothing")
@@ -137,7 +149,7 @@ def run_protocol(args) -> None:
     names = list(FINETUNE)
     rows = [names[int(i)] for i in args.variants] if args.variants else names
     jobs = plan(base.run.name, base.run.storage_path, args.seeds, args.corpus, args.benchmark, rows,
-                tuple(args.pretrain_overrides))
+                tuple(args.pretrain_overrides), args.backbone_seed)
     if args.plan_only:
         for j in jobs:
             print(f"{j.kind:9s} seed {j.seed} {j.row}: {' '.join(j.overrides)}")
@@ -218,10 +230,15 @@ def write_protocol_report(args, cfg, results: dict[str, list[dict]]) -> None:
     zero = {r: results[r] for r in ZERO_SHOT if r in results}
     tuned = {r: results[r] for r in FINETUNE if r in results}
     header = [f"Generated by `bench/ablation.py --suite pretrained --config {args.config} --seeds "
-              f"{' '.join(map(str, args.seeds))}" + (f" {' '.join(args.overrides)}" if args.overrides else "") + "`.",
+              f"{' '.join(map(str, args.seeds))}"
+              + (f" --backbone-seed {args.backbone_seed}" if args.backbone_seed is not None else "")
+              + (f" {' '.join(args.overrides)}" if args.overrides else "") + "`.",
               "", (f"Pretraining corpus `{args.corpus}`, benchmark `{args.benchmark}`; `{cfg.model.arch}` "
                    f"({cfg.model.temporal}), {cfg.data.num_frames} frames, {cfg.scaling.num_workers} workers x "
-                   f"batch {cfg.train.batch_size}, {cfg.train.epochs} epochs for every fine-tune.")]
+                   f"batch {cfg.train.batch_size}, {cfg.train.epochs} epochs for every fine-tune."
+                   + (f" One pretraining per backbone (seed {args.backbone_seed}); every seed fine-tunes from it, so "
+                      f"the spread is the fine-tunes' and the zero-shot rows are one run each."
+                      if args.backbone_seed is not None else " One pretraining per backbone and seed."))]
     lines = [*_attention_table(results), "### Zero-shot (no training on the benchmark)", "", *metric_tables(zero, baseline=""), "",
              "### Fine-tuned (same budget; Δ paired by seed against the baseline-pretrained baseline)", "",
              *metric_tables(tuned, baseline=next(iter(FINETUNE)))]

@@ -51,6 +51,21 @@ def test_plan_pretrains_each_backbone_once_per_seed_and_fine_tunes_from_it():
     assert not any(r.startswith(("abl-0-baseline", "abl-4-co-learning", "abl-miles")) for r in runs)
 
 
+def test_a_backbone_seed_pretrains_once_and_every_seed_fine_tunes_from_it():
+    jobs = plan("abl", "runs/abl", [1, 0, 2], "pre.parquet", "bench.parquet", backbone_seed=0)
+    assert [j.seed for j in jobs if j.kind == "pretrain"] == [0, 0] and jobs[0].seed == 0  # first, once
+    assert {j.seed for j in jobs if j.kind in ("attention", "zero_shot")} == {0}
+    tuned = [j for j in jobs if j.kind == "finetune"]
+    assert sorted({j.seed for j in tuned}) == [0, 1, 2] and len(tuned) == 3 * len(FINETUNE)
+    for j in tuned:
+        backbone = FINETUNE[j.row][2]
+        assert j.pretrained == (f"runs/abl/abl-pre-{backbone}-seed0" if backbone else None)
+        assert _value(j, "train.seed") == str(j.seed)
+        # seed 0's fine-tunes are the per-seed protocol's; the others' names say where they started
+        assert j.run.endswith("-from-seed0") == (j.seed != 0 and backbone is not None), j.run
+    assert max(i for i, j in enumerate(jobs) if j.kind == "pretrain") < min(jobs.index(j) for j in tuned)
+
+
 def test_zero_shot_jobs_evaluate_each_pretraining_run_without_training():
     jobs = plan("abl", "runs/abl", [0], "pre.parquet", "bench.parquet")
     zero = [j for j in jobs if j.kind == "zero_shot"]

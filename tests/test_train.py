@@ -55,7 +55,8 @@ def test_fit_then_resume_continues_at_the_exact_step(ray_session, tiny_config, c
     assert set(_event_scalars(run, "train/loss")) == set(range(1, 7))  # one loss per step, no repeats
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"t2v_R1", "t2v_MdR", "v2t_R5"} <= set(metrics) and metrics["step"] == 6
-    assert "eval/t2v_R1" in _event_tags(run)
+    assert {"eval/t2v_R1", "retrieval/caption0", "retrieval/caption3"} <= _event_tags(run)  # eval.retrieval_examples=4
+    assert metrics["fallback_decodes"] == 0  # data.decoder=auto: decord read every file
     # TensorBoard, reading the segments together, shows every step once: the resumed writer's purge
     # dropped nothing before the resume (step 4, logged before the checkpoint, included).
     assert sorted(_tensorboard_as_read(run, "train/loss")) == list(range(1, 7))
@@ -78,7 +79,7 @@ def _event_tags(run_dir: Path) -> set[str]:
     for events in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
         acc = EventAccumulator(str(events))
         acc.Reload()
-        tags |= set(acc.Tags()["scalars"])
+        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
     return tags
 
 

@@ -311,6 +311,9 @@ class EvalSection:
     qb_norm_bank_seed: int = 0  # which train captions / videos form the banks
     # MASCOT/MILES runs: eval clips whose masks are drawn into TensorBoard (masks/*) at each evaluation
     mask_pictures: int = knob(2, at_least(0, "0 = off"))
+    # test captions whose top clips are drawn into TensorBoard (retrieval/*) at each in-run evaluation
+    retrieval_examples: int = knob(4, at_least(0, "0 = off"))
+    retrieval_examples_top_k: int = knob(5, at_least(1))  # clips shown per example caption
 
 
 @dataclass(frozen=True)

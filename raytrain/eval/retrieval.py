@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from raytrain.data.batch import BAD_VIDEO
+from raytrain.eval.examples import RetrievalExamples
 from raytrain.eval.rerank import RerankParams
 from raytrain.eval.sharded import Bank, sharded_both_directions, sharded_scores
 
@@ -120,7 +121,8 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
                    autocast_dtype: torch.dtype | None = None, sim_block: int = 1024,
                    video_names: Sequence[str] | None = None, v2t_protocol: str = "raytrain",
                    rerank: RerankParams | None = None, bank_texts: list[str] | None = None,
-                   bank_batches=None, num_bank_videos: int = 0) -> dict[str, float]:
+                   bank_batches=None, num_bank_videos: int = 0,
+                   examples: RetrievalExamples | None = None) -> dict[str, float]:
     """Embed every eval clip and caption with ``model`` (in eval mode) and score both directions.
 
     A ``model`` with its own ``similarity`` (a method objective such as DMAE) is scored with it on the
@@ -129,6 +131,7 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
     add ``bad_eval_videos`` to the metrics, and a warning naming them (``video_names``, by video index).
     ``v2t_protocol`` and ``rerank``: see ``sharded_scores``; QB-Norm's banks are ``bank_texts`` (train
     captions) and ``bank_batches`` (``num_bank_videos`` train clips, eval batches), embedded here too.
+    ``examples``: filled with its captions' top clips by the raw similarity (``raytrain.eval.examples``).
     """
     bad = BadVideos(batches)
     batches = bad
@@ -150,6 +153,8 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
                 banks = {"t2v": Bank(lambda a, b: model.similarity(_rows(bank_t, a, b), videos), len(bank_texts)),
                          "v2t": Bank(lambda a, b: model.similarity(text_feats, _rows(bank_v, a, b)).T,
                                      num_bank_videos)}
+            for q in examples.queries if examples else ():
+                examples.add(q, model.similarity(_rows(text_feats, q, q + 1), videos).detach().float().numpy())
             metrics = sharded_scores(
                 lambda a, b: model.similarity(_rows(text_feats, a, b), videos),
                 lambda a, b: model.similarity(text_feats, _rows(videos, a, b)).T,
@@ -160,6 +165,8 @@ def evaluate_model(model, batches, texts: list[str], text_to_video: np.ndarray, 
             if use_bank:
                 options["bank_text_emb"] = embed_texts(model, tokenizer, bank_texts, text_batch_size, device)
                 options["bank_video_emb"] = embed_videos(model, bank_batches, num_bank_videos, device, autocast_dtype)
+            for q in examples.queries if examples else ():
+                examples.add(q, (text_emb[q:q + 1] @ video_emb.T).detach().numpy())
             metrics = evaluate_embeddings(text_emb, video_emb, text_to_video, block=sim_block, **options)
     finally:
         model.train(was_training)

@@ -19,6 +19,7 @@ import torch
 from raytrain.config import Config, EvalSection
 from raytrain.data.batch import eval_batch_dtypes
 from raytrain.data.manifest import ClipRow
+from raytrain.eval.examples import RetrievalExamples
 from raytrain.eval.rerank import RerankParams
 from raytrain.eval.retrieval import evaluate_model
 from raytrain.model.clip_video import get_tokenizer
@@ -59,11 +60,13 @@ def eval_batches(cfg: Config, dataset):
 
 def evaluate(cfg: Config, model: torch.nn.Module, dataset, texts: Sequence[str],
              text_to_video: Sequence[int], num_clips: int, device: torch.device,
-             video_names: Sequence[str] | None = None, bank: QueryBank | None = None) -> dict[str, float]:
+             video_names: Sequence[str] | None = None, bank: QueryBank | None = None,
+             examples: RetrievalExamples | None = None) -> dict[str, float]:
     """Embed every eval clip of ``dataset`` and every caption with ``model`` (a retrieval model: the
     dual encoder, or a method's own similarity) on ``device``; the metrics of both directions.
     ``video_names`` (the clips' files) name the eval clips replaced under ``data.on_bad_video=skip``;
-    ``bank``: the query banks, needed by ``eval.rerank=qb_norm`` (an error without them)."""
+    ``bank``: the query banks, needed by ``eval.rerank=qb_norm`` (an error without them); ``examples``:
+    filled with a few captions' top clips (``raytrain.eval.examples``)."""
     tokenizer = get_tokenizer(cfg.model.arch, cfg.data.max_words)
     rerank = rerank_params(cfg.eval)
     if rerank.method == "qb_norm" and bank is None:
@@ -77,6 +80,6 @@ def evaluate(cfg: Config, model: torch.nn.Module, dataset, texts: Sequence[str],
     metrics = evaluate_model(model, eval_batches(cfg, dataset), list(texts), np.asarray(text_to_video), num_clips,
                              tokenizer, device, cfg.eval.text_batch_size, autocast_dtype(cfg, device),
                              cfg.eval.sim_block, video_names, v2t_protocol=cfg.eval.v2t_protocol, rerank=rerank,
-                             **bank_args)
+                             examples=examples, **bank_args)
     print(f"[raytrain] eval: done in {time.perf_counter() - t0:.1f} s", flush=True)
     return metrics

@@ -21,6 +21,8 @@ class TrainJob:
     num_eval_clips: int = 0
     train_paths: list[str] = field(default_factory=list)  # data.on_bad_video=skip: to name bad clips
     eval_paths: list[str] = field(default_factory=list)  # likewise for the eval clips replaced
+    # eval.retrieval_examples: every eval clip's (video_id, path, start_s, end_s), for the thumbnails
+    eval_clips: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
     qb_bank_texts: list[str] = field(default_factory=list)  # eval.rerank=qb_norm: the bank's train captions
     num_qb_bank_clips: int = 0  # and its train clips (the "qb_bank" dataset)
     trial: TrialControl | None = None  # a sweep trial: its stop request ends the run cleanly

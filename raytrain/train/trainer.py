@@ -132,6 +132,8 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
                    eval_texts=texts, eval_text_to_video=owner.tolist(), num_eval_clips=len(eval_rows),
                    train_paths=[r.path for r in train_rows] if cfg.data.on_bad_video == "skip" else [],
                    eval_paths=[r.path for r in eval_rows] if cfg.data.on_bad_video == "skip" else [],
+                   eval_clips=[(r.video_id, r.path, r.start_s, r.end_s) for r in eval_rows]
+                   if cfg.eval.retrieval_examples else [],
                    qb_bank_texts=bank_texts, num_qb_bank_clips=len(bank_clips),
                    trial=trial)
     return TorchTrainer(

@@ -49,9 +49,7 @@ class DataSection:
     # "skip" replaces it by a good clip from the train split (counted, reported; see docs/faults.md).
     on_bad_video: Literal["error", "skip"] = "error"
     decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
-    # True: before Ray starts, open every video of the splits used and decode its first frame (in
-    # parallel; raytrain/data/probe.py), so a broken file is named before training, not minutes in.
-    probe_videos: bool = False
+    probe_videos: bool = False  # before Ray starts, open each video of the splits used and decode a frame (data/probe.py)
     # True: every rank streams its own slice of each planned step in plan order (a decode pool per
     # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit;
     # False: Ray Data's dynamic streaming split (order depends on timing). Not yet the default: with
@@ -311,8 +309,7 @@ class EvalSection:
     qb_norm_bank_seed: int = 0  # which train captions / videos form the banks
     # MASCOT/MILES runs: eval clips whose masks are drawn into TensorBoard (masks/*) at each evaluation
     mask_pictures: int = knob(2, at_least(0, "0 = off"))
-    # test captions whose top clips are drawn into TensorBoard (retrieval/*) at each in-run evaluation
-    retrieval_examples: int = knob(4, at_least(0, "0 = off"))
+    retrieval_examples: int = knob(4, at_least(0, "0 = off"))  # test captions whose top clips go to TensorBoard
     retrieval_examples_top_k: int = knob(5, at_least(1))  # clips shown per example caption
 
 

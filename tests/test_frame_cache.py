@@ -35,6 +35,31 @@ def test_shards_round_trip_and_misses(tmp_path):
     assert np.array_equal(other.get(9, 2), _frames(4))
 
 
+def test_a_local_cache_lists_on_every_miss_unless_listing_grows_costly(tmp_path, monkeypatch):
+    now = {"t": 100.0}
+    monkeypatch.setattr(frame_cache.time, "monotonic", lambda: now["t"])
+    loc = tmp_path / "c"
+    loc.mkdir()
+    reader = FrameCache(str(loc))  # local: no fixed interval (each rank's pool sees the others' shards)
+    assert reader.refresh_s == 0.0  # (remote storage: frame_cache.REMOTE_REFRESH_S)
+    assert reader.get(1, 0) is None
+    write_shard(str(loc), [(1, 0, _frames(5))])
+    assert np.array_equal(reader.get(1, 0), _frames(5))  # found at once, the very next miss
+    # A listing that takes 10 ms is not repeated within 10 ms / LISTING_SHARE = 0.2 s.
+    listings, real = [], reader.refresh
+
+    def slow_refresh():
+        listings.append(now["t"])
+        real()
+        reader._listing_s = 0.01
+
+    reader.refresh = slow_refresh
+    for t in (101.0, 101.05, 101.1, 101.19, 101.2, 101.25, 101.41):
+        now["t"] = t
+        assert reader.get(7, 0) is None
+    assert listings == [101.0, 101.2, 101.41]
+
+
 def test_unreadable_and_unfinished_shards_are_skipped(tmp_path, capsys):
     loc = tmp_path / "c"
     loc.mkdir()

@@ -51,10 +51,9 @@ class DataSection:
     decode_timeout_s: float = knob(60.0, at_least(0, "0 = no limit"))  # a slower decode is a bad video
     probe_videos: bool = False  # before Ray starts, open each video of the splits used and decode a frame (data/probe.py)
     # True: every rank streams its own slice of each planned step in plan order (a decode pool per
-    # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit;
-    # False: Ray Data's dynamic streaming split (order depends on timing). Not yet the default: with
-    # data.cache=frames the ranks' pools miss each other's shards in later epochs (docs/faults.md).
-    per_rank_plan: bool = False
+    # rank), so batches are reproducible and a resumed run replays the uninterrupted one bit for bit
+    # (and faster here: docs/faults.md); False: Ray Data's dynamic streaming split (order by timing).
+    per_rank_plan: bool = True
     # frames: the first time a clip is needed its sampled, resized uint8 frames are written to Arrow
     # shards (raytrain/data/frame_cache.py); later epochs and evaluations read them instead of decoding.
     cache: Literal["none", "frames"] = "none"

@@ -188,23 +188,30 @@ def publish_shard(location: str, data: pa.Buffer, fs=None) -> str:
     return name
 
 
+REMOTE_REFRESH_S = 2.0  # a cache on remote storage is listed at most this often
+LISTING_SHARE = 0.05  # and any cache: the time since the last listing is >= its duration / this
+
+
 class FrameCache:
     """Reads (and, through :func:`publish_shard`, fills) one cache folder. Each shard is opened once per
     cache (a memory map of a local file, kept open), and the index maps (clip, sampling) straight to
     its reader, record batch and shape, so a hit is one footer lookup and no copy (:meth:`view`). The
-    index is refreshed from the folder listing on a miss, at most every ``refresh_s`` seconds, so
-    shards written by other actors are found without a listing per read."""
+    index is refreshed from the folder listing on a miss, at most every ``refresh_s`` seconds (default:
+    0 for a local folder, so each rank's pool finds the shards the others wrote with
+    ``data.per_rank_plan``; 2 s for remote storage) and never more often than keeps the listings
+    under ~5% of the time (``LISTING_SHARE``: a folder of 300k shards is not listed per miss)."""
 
-    def __init__(self, location: str, refresh_s: float = 2.0, fs=None,
+    def __init__(self, location: str, refresh_s: float | None = None, fs=None,
                  disk_usage: Callable = shutil.disk_usage):
         self.location = location
-        self.refresh_s = refresh_s
+        self.refresh_s = refresh_s if refresh_s is not None else (REMOTE_REFRESH_S if is_uri(location) else 0.0)
         self._fs, self._path = filesystem(location)
         self._fs = fs or self._fs  # tests inject a failing filesystem
         self._disk_usage = disk_usage
         self._index: dict[tuple[int, int], tuple[pa.ipc.RecordBatchFileReader, int, tuple[int, ...]]] = {}
         self._shards: dict[str, int] = {}  # shard name -> its size in bytes (-1: unreadable, not tried again)
         self._refreshed = float("-inf")
+        self._listing_s = 0.0  # how long the last listing took
         self.hits = 0
         self.misses = 0
         self.list_error = False  # the last listing failed (said once until one succeeds)
@@ -235,6 +242,7 @@ class FrameCache:
         self._refreshed = time.monotonic()
         try:
             infos = self._fs.get_file_info(pyarrow.fs.FileSelector(self._path, allow_not_found=True))
+            self._listing_s = time.monotonic() - self._refreshed
         except (OSError, pa.ArrowException) as exc:  # storage unreachable: a miss decodes instead
             if not self.list_error:
                 print(f"[raytrain] frame cache {self.location}: cannot list ({type(exc).__name__}: {exc}); "
@@ -276,7 +284,7 @@ class FrameCache:
         copy (the memory-mapped shard's bytes; a compressed shard's decompressed buffer), or None when
         not cached. Copy what must outlive the cache or be written to."""
         key = (int(clip), int(sampling))
-        if key not in self._index and time.monotonic() - self._refreshed >= self.refresh_s:
+        if key not in self._index and self._refresh_due():
             self.refresh()
         found = self._index.get(key)
         if found is None:
@@ -287,6 +295,9 @@ class FrameCache:
         frames.flags.writeable = False
         self.hits += 1
         return frames
+
+    def _refresh_due(self) -> bool:
+        return time.monotonic() - self._refreshed >= max(self.refresh_s, self._listing_s / LISTING_SHARE)
 
     def get(self, clip: int, sampling: int) -> np.ndarray | None:
         """The cached frames of ``(clip, sampling)`` (a fresh, writable array), or None when not cached."""

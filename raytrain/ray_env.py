@@ -67,7 +67,7 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
     else:  # raytrain's own Ray: loopback only (docs/faults.md, "Network exposure of a local run")
         with loopback_node_ip():
             ray.init(runtime_env=runtime_env, log_to_driver=not quiet,
-                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb))
+                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard))
     make_private(auth_token_path())  # Ray writes it world-readable (umask)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False

@@ -25,6 +25,8 @@ def test_local_init_kwargs_start_a_loopback_ray_without_dashboard():
     assert kwargs == {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
                       "num_cpus": 3, "object_store_memory": 100 * 2**20}
     assert "num_cpus" not in local_init_kwargs(None, None)
+    with_dashboard = local_init_kwargs(None, None, dashboard=True)  # ray.dashboard=true: on loopback
+    assert with_dashboard["include_dashboard"] and with_dashboard["dashboard_host"] == "127.0.0.1"
 
 
 def test_is_loopback_knows_ipv4_ipv6_and_mapped_forms():

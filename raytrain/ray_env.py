@@ -8,7 +8,9 @@ from pathlib import Path
 
 from raytrain.config import Config
 from raytrain.ray_local import (
+    api_server_env,
     auth_token_path,
+    free_port,
     local_init_kwargs,
     loopback_node_ip,
     make_private,
@@ -64,10 +66,15 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     elif running_ray_cluster():  # a `ray start` on this machine: join it, as a bare ray.init() does
         ray.init(runtime_env=runtime_env, log_to_driver=not quiet)
-    else:  # raytrain's own Ray: loopback only (docs/faults.md, "Network exposure of a local run")
+    else:  # raytrain's own Ray: loopback only (docs/faults.md, "Network exposure of a local run"),
+        # and its State API calls kept on it (ray_local.api_server_env)
+        port = free_port() if cfg.ray.dashboard else None
+        pinned = api_server_env(port)
+        os.environ.update(pinned)  # the GCS and raylet inherit it, and so every worker and actor
+        runtime_env["env_vars"].update(pinned)
         with loopback_node_ip():
             ray.init(runtime_env=runtime_env, log_to_driver=not quiet,
-                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard))
+                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard, port))
     make_private(auth_token_path())  # Ray writes it world-readable (umask)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False

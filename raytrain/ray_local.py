@@ -19,13 +19,30 @@ LOOPBACK = "127.0.0.1"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def local_init_kwargs(num_cpus: int | None, object_store_mb: int | None, dashboard: bool = False) -> dict:
+# Where a local Ray's processes send State API calls when it has no dashboard: a closed port, so a
+# call fails at once (Ray Train's PlacementGroupCleaner logs a warning and polls on) instead of
+# finding *another* Ray of this machine (docs/faults.md, "Ray 2.60's own failures").
+NO_API_SERVER = f"http://{LOOPBACK}:1"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def local_init_kwargs(num_cpus: int | None, object_store_mb: int | None, dashboard: bool = False,
+                      dashboard_port: int | None = None) -> dict:
     """``ray.init`` arguments of a local Ray that only this machine can reach; ``dashboard``
-    (``ray.dashboard``): its dashboard too, on loopback (the State API that Ray Train's
-    PlacementGroupCleaner polls; ~0.9 GB more memory, docs/faults.md)."""
+    (``ray.dashboard``): its dashboard too, on loopback at ``dashboard_port`` (the State API that Ray
+    Train's PlacementGroupCleaner polls; ~0.9 GB more memory, docs/faults.md)."""
     kwargs: dict = {"address": "local", "include_dashboard": dashboard, "_node_ip_address": LOOPBACK}
     if dashboard:
         kwargs["dashboard_host"] = LOOPBACK
+        if dashboard_port:
+            kwargs["dashboard_port"] = dashboard_port
     if num_cpus:
         kwargs["num_cpus"] = num_cpus
     if object_store_mb:
@@ -53,6 +70,18 @@ def loopback_node_ip():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def api_server_env(dashboard_port: int | None) -> dict[str, str]:
+    """``RAY_API_SERVER_ADDRESS`` for every process of a local Ray: its own dashboard, or none.
+
+    Ray 2.60 resolves the State API server of a call without an address from RAY_ADDRESS, else from
+    ``/tmp/ray/ray_current_cluster``: the Ray started *last* on the machine. So Ray Train's
+    PlacementGroupCleaner, asking every second whether its controller lives, asks any newer Ray with a
+    dashboard (a notebook's ``ray.init()``), hears "no such actor" and removes the run's placement
+    group: the training dies ("Destroying worker since its placement group was removed").
+    Pinning the address keeps every State API call of this Ray on this Ray."""
+    return {"RAY_API_SERVER_ADDRESS": f"http://{LOOPBACK}:{dashboard_port}" if dashboard_port else NO_API_SERVER}
 
 
 def auth_token_path() -> Path:

@@ -11,6 +11,7 @@ import pytest
 
 from raytrain.ray_local import (
     LOOPBACK_ENV,
+    NO_API_SERVER,
     is_loopback,
     local_init_kwargs,
     loopback_node_ip,
@@ -74,15 +75,15 @@ PROBE = textwrap.dedent("""
     import ray
     @ray.remote(num_cpus=0.1)
     def task():
-        return os.getpid()
+        return os.environ.get("RAY_API_SERVER_ADDRESS")
     @ray.remote(num_cpus=0.1)
     class Echo:
         def ping(self):
             return os.getpid()
     echo = Echo.remote()
-    ray.get([task.remote(), echo.ping.remote()])
+    api_server, _ = ray.get([task.remote(), echo.ping.remote()])
     token = auth_token_path()
-    print(json.dumps({"listeners": listening_sockets(),
+    print(json.dumps({"listeners": listening_sockets(), "api_server": api_server,
                       "token_mode": token.stat().st_mode & 0o777 if token.exists() else None}))
     ray.shutdown()
 """)
@@ -104,3 +105,4 @@ def test_a_local_run_listens_on_loopback_only_and_its_token_is_private(tmp_path)
     exposed = [row for row in listeners if not is_loopback(row[0])]
     assert not exposed, f"listening beyond loopback: {exposed}"
     assert report["token_mode"] == 0o600
+    assert report["api_server"] == NO_API_SERVER  # a worker's State API calls never reach another Ray

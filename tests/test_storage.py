@@ -9,6 +9,7 @@ import pytest
 from raytrain.config import Config, ConfigError, apply_overrides
 from raytrain.data.pipeline import decode_remote_args
 from raytrain.ray_env import DEFAULT_ENV, ensure_ray, job_env_vars
+from raytrain.ray_local import NO_API_SERVER
 from raytrain.storage import (
     TensorBoardLog,
     check_shared_storage,
@@ -131,7 +132,7 @@ def ray_init_calls(monkeypatch):
     ctx = ray.data.DataContext.get_current()
     monkeypatch.setattr(ctx, "enable_progress_bars", True)
     monkeypatch.setattr(ctx, "print_on_execution_start", True)
-    for key in (*DEFAULT_ENV, JOB_ENV, "RAY_ADDRESS"):
+    for key in (*DEFAULT_ENV, JOB_ENV, "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
         monkeypatch.setenv(key, "")  # remembered, then removed: put back as it was afterwards
         monkeypatch.delenv(key)
     calls = []
@@ -144,15 +145,21 @@ def test_ensure_ray_starts_a_local_ray_with_the_default_env(ray_init_calls):
     import ray.data
 
     ensure_ray(_cfg("ray.num_cpus=3", "ray.object_store_mb=300"))
+    # State API calls of its processes stay on it (a closed port: it has no dashboard; ray_local.api_server_env)
+    env = {**DEFAULT_ENV, "RAY_API_SERVER_ADDRESS": NO_API_SERVER}
     assert ray_init_calls == [{"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
-                               "runtime_env": {"env_vars": DEFAULT_ENV}, "log_to_driver": False,
+                               "runtime_env": {"env_vars": env}, "log_to_driver": False,
                                "num_cpus": 3, "object_store_memory": 300 * 2**20}]
-    assert {k: os.environ[k] for k in DEFAULT_ENV} == DEFAULT_ENV  # this process, and every worker (runtime_env)
+    assert {k: os.environ[k] for k in env} == env  # this process, and every worker (runtime_env)
     ctx = ray.data.DataContext.get_current()
     assert not ctx.enable_progress_bars and not ctx.print_on_execution_start
     ensure_ray(Config(), quiet=False)
     assert ray_init_calls[1] == {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
-                                 "runtime_env": {"env_vars": DEFAULT_ENV}, "log_to_driver": True}
+                                 "runtime_env": {"env_vars": env}, "log_to_driver": True}
+    ensure_ray(_cfg("ray.dashboard=true"))  # its own dashboard, on loopback: State API calls go there
+    call = ray_init_calls[2]
+    assert call["include_dashboard"] and call["dashboard_host"] == "127.0.0.1"
+    assert call["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == f"http://127.0.0.1:{call['dashboard_port']}"
 
 
 def test_ensure_ray_joins_a_cluster_without_setting_a_jobs_env_vars_again(ray_init_calls, monkeypatch):

@@ -1,5 +1,7 @@
 """Shared fixtures. Ray starts once per session with settings that work on 2 cores."""
 
+import os
+
 import pytest
 
 from raytrain.ray_env import set_default_env
@@ -22,6 +24,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        from raytrain.ray_local import api_server_env
+
+        os.environ.update(api_server_env(None))  # its State API calls never reach another Ray (docs/faults.md)
         ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False

@@ -1,0 +1,347 @@
+"""External fault drills (issue 19): faults injected from outside the program into ``raytrain train``
+run as a subprocess on the tiny drill config (``drills.drill_config``), as a user or the OS would
+inject them: SIGKILL of the driver and of a decode actor, a checkpoint truncated or half-written on
+disk, a video corrupted while the run reads its split, a disk that fills. Used by ``bench/faults.py``.
+
+Each drill returns an :class:`ExternalResult`: whether the fault was injected, whether the run ended
+as designed, the steps trained again, the final step and weights, and the leaks left behind — temp
+files in the run folder (``*.tmp``, ``.checkpoint-tmp``) and in ``/tmp`` (``raytrain-ckpt-*``), and the
+TCP listeners the killed program's processes kept open (and for how long).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drills import drill_config
+
+from raytrain.config import Config, apply_overrides, dump_config
+from raytrain.data.manifest import load_manifest
+from raytrain.data.plan import build_plan
+from raytrain.ray_local import is_loopback
+from raytrain.train.faults import read_events
+from raytrain.train.state import find_checkpoint, load_training_state
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 600
+
+
+@dataclass
+class ExternalResult:
+    name: str
+    injected: bool = False
+    as_designed: bool = False
+    steps_lost: int = 0
+    final_step: int | None = None
+    model: dict | None = None
+    leaks: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+class Train:
+    """``raytrain train`` of ``cfg`` in a subprocess of its own session (its Ray descends from it)."""
+
+    def __init__(self, cfg: Config, workdir: Path, tag: str):
+        self.cfg, self.run = cfg, Path(cfg.run.storage_path) / cfg.run.name
+        config = workdir / f"{cfg.run.name}-{tag}.yaml"
+        dump_config(cfg, config)
+        self.log = workdir / f"{cfg.run.name}-{tag}.log"
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env.pop("RAY_ADDRESS", None)
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "raytrain.cli", "train", "--config", str(config)],
+                                         stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+
+    def step(self) -> int:
+        try:
+            import json
+
+            return int(json.loads((self.run / "step_reached.json").read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def wait_for_step(self, step: int, timeout_s: float = TIMEOUT_S) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.step() >= step:
+                return True
+            time.sleep(0.2)
+        return self.step() >= step
+
+    def finish(self) -> int:
+        try:
+            return self.proc.wait(TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return -9
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def descendants(self) -> list:
+        import ray
+
+        assert ray  # its bundled psutil
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+
+def _listeners(procs: list) -> list[tuple[str, int, str]]:
+    """``(ip, port, process name)`` of the TCP listeners of ``procs``."""
+    import psutil
+
+    found = []
+    for p in procs:
+        try:
+            found += [(c.laddr.ip, c.laddr.port, p.name()) for c in p.net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return found
+
+
+def _temp_leaks(run: Path, tmp_before: set[str]) -> list[str]:
+    leaks = []
+    for p in run.rglob("*"):
+        if p.is_file() and (p.name.endswith(".tmp") or ".checkpoint-tmp" in p.parts):
+            leaks.append(f"{p.relative_to(run)} ({p.stat().st_size} B)")
+    new_tmp = sorted({str(p) for p in Path("/tmp").glob("raytrain-ckpt-*")} - tmp_before)
+    return leaks + [f"{p} (/tmp)" for p in new_tmp]
+
+
+def _final(result: ExternalResult, run: Path, rerun_start: int | None, fault_step: int | None) -> None:
+    try:
+        state = load_training_state(find_checkpoint(run))
+        result.model, result.final_step = state["model"], int(state["step"])
+    except FileNotFoundError:
+        pass
+    if rerun_start is not None and fault_step is not None:
+        result.steps_lost = max(0, fault_step - rerun_start)
+
+
+def _rerun_start(run: Path, after: float) -> int | None:
+    starts = [e["start_step"] for e in read_events(run) if "start_step" in e and e["time"] > after]
+    return starts[0] if starts else None
+
+
+def driver_sigkill(base: Config, workdir: Path, name: str) -> ExternalResult:
+    """SIGKILL of the driver alone (as the OOM killer or ``kill -9 PID`` does) after step 3, then the
+    same command again: it resumes from the step-2 checkpoint. Leaks: what the dead driver's Ray
+    processes keep listening on, sampled until they are gone (at most 90 s, then killed)."""
+    cfg, result, before = _config(base, name, workdir), ExternalResult(name), _tmp_set()
+    first = Train(cfg, workdir, "first")
+    if first.wait_for_step(3):
+        procs = first.descendants()
+        exposed = sorted({f"{name} {ip}:{port}" for ip, port, name in _listeners(procs) if not is_loopback(ip)})
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        killed_at, killed_step, result.injected = time.time(), first.step(), True
+        gone_after, left = _wait_gone(procs, 90)
+        listeners = _listeners(procs) if gone_after is None else []
+        result.note = (f"{len(left)} listener(s) of the dead driver's Ray at +1 s, gone after {gone_after:.0f} s"
+                       if left and gone_after is not None else
+                       f"listeners still open after 90 s: {listeners}" if listeners else "no listener left at +1 s")
+        result.note += f"; while training, beyond loopback: {', '.join(exposed) or 'none'}"
+        for p in procs:  # the leftovers are not the next drill's
+            _kill_quietly(p)
+        second = Train(cfg, workdir, "rerun")
+        rc = second.finish()
+        result.as_designed = rc == 0
+        _final(result, first.run, _rerun_start(first.run, killed_at), killed_step)
+    result.leaks = _temp_leaks(first.run, before)
+    return result
+
+
+def decode_actor_sigkill(base: Config, workdir: Path, name: str) -> ExternalResult:
+    """SIGKILL of one decode actor (a Ray Data map worker) after step 1: Ray Data restarts it and the
+    run finishes."""
+    cfg, result, before = _config(base, name, workdir), ExternalResult(name), _tmp_set()
+    run = Train(cfg, workdir, "only")
+    if run.wait_for_step(1):
+        actors = [p for p in run.descendants() if _is_decode_actor(p)]
+        if actors:
+            _kill_quietly(actors[0])
+            result.injected = True
+            result.note = f"killed {actors[0].name()} (1 of {len(actors)} decode actors)"
+    rc = run.finish()
+    result.as_designed = rc == 0
+    _final(result, run.run, None, None)
+    result.leaks = _temp_leaks(run.run, before)
+    if rc:
+        result.note += f"; exit {rc}: {_last_line(run.output())}"
+    return result
+
+
+def damaged_newest_checkpoint(how: str) -> Callable[[Config, Path, str], ExternalResult]:
+    """A run stopped at step 3 (checkpoints 2 and 3); then checkpoint 3 is damaged on disk — ``how``:
+    ``truncated`` (its state.pt cut to half) or ``half-written`` (its progress.json removed) — and the
+    run rerun: it must resume from step 2, report the broken one and finish."""
+
+    def drill(base: Config, workdir: Path, name: str) -> ExternalResult:
+        cfg, result, before = _config(base, name, workdir), ExternalResult(name), _tmp_set()
+        first = Train(apply_overrides(cfg, ["train.stop_at_step=3"]), workdir, "first")
+        if first.finish() == 0:
+            newest = max(first.run.glob("checkpoint_*"), key=lambda p: p.stat().st_mtime)
+            state = next(newest.glob("*.pt"))
+            if how == "truncated":
+                state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+            else:
+                (newest / "progress.json").unlink()
+            result.injected, started = True, time.time()
+            second = Train(cfg, workdir, "rerun")
+            result.as_designed = second.finish() == 0
+            _final(result, first.run, _rerun_start(first.run, started), 3)
+            said = re.search(r"\[raytrain\][^\n]*(broken|incomplete|skipp)[^\n]*", second.output())
+            result.note = said.group(0)[:110] if said else _last_line(second.output())
+        result.leaks = _temp_leaks(first.run, before)
+        return result
+
+    return drill
+
+
+def video_corrupted_mid_run(base: Config, workdir: Path, name: str) -> ExternalResult:
+    """With ``data.on_bad_video=skip``: after step 1, a clip planned for the last step is overwritten
+    with random bytes (a disk error, a sync tool rewriting it); the run must skip it and finish."""
+    work = workdir / "corrupt"
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = _config(base, name, workdir)
+    rows = load_manifest(cfg.data.manifest)
+    copy = _copied_manifest(rows, work)
+    cfg = apply_overrides(cfg, [f"data.manifest={copy}", "data.on_bad_video=skip"])
+    result, before = ExternalResult(name), _tmp_set()
+    train = [r for r in load_manifest(copy) if r.split == cfg.data.train_split]
+    plan = build_plan(train, cfg.train.batch_size * cfg.scaling.num_workers, cfg.train.seed, 0, 4)
+    victim = Path(train[plan.column("clip").to_pylist()[-1]].path)
+    run = Train(cfg, workdir, "only")
+    if run.wait_for_step(1):
+        victim.write_bytes(os.urandom(victim.stat().st_size))
+        result.injected = True
+    rc = run.finish()
+    _final(result, run.run, None, None)
+    metrics = _metrics(run.run)
+    result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps
+    result.note = f"bad_videos_skipped={metrics.get('bad_videos_skipped')} ({victim.name} corrupted at step 1)"
+    result.leaks = _temp_leaks(run.run, before)
+    return result
+
+
+def disk_fills(base: Config, workdir: Path, name: str) -> ExternalResult:
+    """The run folder on a 20 MB tmpfs with the frame cache on (its default place is inside the run
+    folder): the cache must stop writing with one message and the run finish with its checkpoints."""
+    mount = workdir / "tmpfs"
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode:
+        return ExternalResult(name, note=f"not run: cannot mount a tmpfs ({done.stderr.strip()[:80]})")
+    try:
+        cfg = apply_overrides(_config(base, name, workdir), [f"run.storage_path={mount}", "data.cache=frames",
+                                                                    "data.cache_samplings=4", "checkpoint.keep=2"])
+        result, before = ExternalResult(name, injected=True), _tmp_set()
+        run = Train(cfg, workdir, "only")
+        rc = run.finish()
+        out = run.output()
+        _final(result, run.run, None, None)
+        result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps
+        full = len(re.findall(r"\[raytrain\][^\n]*cache[^\n]*(full|budget|stops|floor)[^\n]*", out))
+        result.note = f"{full} cache-full message(s); " + (_last_line(out) if rc else "finished")
+        result.leaks = _temp_leaks(run.run, before)
+        return result
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+EXTERNAL: dict[str, Callable[[Config, Path, str], ExternalResult]] = {
+    "driver SIGKILL (step 3), rerun": driver_sigkill,
+    "decode actor SIGKILL (step 1)": decode_actor_sigkill,
+    "newest checkpoint truncated, rerun": damaged_newest_checkpoint("truncated"),
+    "newest checkpoint half-written, rerun": damaged_newest_checkpoint("half-written"),
+    "video corrupted mid-run, skip": video_corrupted_mid_run,
+    "disk fills (20 MB tmpfs, cache on)": disk_fills,
+}
+
+
+def _config(base: Config, name: str, workdir: Path) -> Config:
+    """The drills' tiny plan (``drills.drill_config`` with no fault of its own), named after ``name``."""
+    slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    return apply_overrides(drill_config(base, "none (baseline)", workdir), [f"run.name={slug}"])
+
+
+def run_external(base: Config, name: str, workdir: Path) -> ExternalResult:
+    return EXTERNAL[name](base, Path(workdir), name)
+
+
+def _tmp_set() -> set[str]:
+    return {str(p) for p in Path("/tmp").glob("raytrain-ckpt-*")}
+
+
+def _wait_gone(procs: list, limit_s: float) -> tuple[float | None, list]:
+    """Seconds until none of ``procs`` listens any more (None: still after ``limit_s``), and the
+    listeners seen 1 s after the kill."""
+    t0 = time.monotonic()
+    time.sleep(1)
+    first = _listeners(procs)
+    while time.monotonic() - t0 < limit_s:
+        if not _listeners(procs):
+            return time.monotonic() - t0, first
+        time.sleep(1)
+    return None, first
+
+
+def _kill_quietly(proc) -> None:
+    import contextlib
+
+    import psutil
+
+    with contextlib.suppress(psutil.Error):  # already gone
+        proc.kill()
+
+
+def _is_decode_actor(proc) -> bool:
+    try:
+        text = " ".join(proc.cmdline())
+    except Exception:  # noqa: BLE001 -- gone meanwhile
+        return False
+    return "MapWorker" in text or "DecodeClips" in text
+
+
+def _copied_manifest(rows: list, out: Path) -> Path:
+    import shutil
+
+    from raytrain.data.manifest import write_manifest
+
+    records = []
+    for r in rows:
+        target = out / Path(r.path).name
+        if not target.exists():
+            shutil.copy(r.path, target)
+        records.append({"video_id": r.video_id, "path": str(target), "captions": list(r.captions), "split": r.split,
+                        "start_s": r.start_s, "end_s": r.end_s})
+    return write_manifest(records, out / "manifest.parquet")
+
+
+def _metrics(run: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:110] if lines else ""

@@ -79,3 +79,26 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def check_cpus_fit(cfg: Config) -> None:
+    """Raise when the run's Train workers and training decode actors reserve more CPUs than this Ray
+    has and it cannot grow (raytrain's local Ray, or a ``ray start`` on this machine): Ray would wait
+    for them forever ("Pending Demands" in the log, nothing on the console). A remote cluster
+    (``ray.address`` / ``RAY_ADDRESS``) may autoscale, so it is not checked."""
+    import math
+
+    import ray
+
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS") or not ray.is_initialized():
+        return
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    pools, each = cfg.train_decode_pools
+    workers, decoders = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker, pools * each * cfg.data.decode_cpus
+    if workers + decoders > total + 1e-9:
+        raise ValueError(
+            f"the run reserves {workers + decoders:g} CPUs ({cfg.scaling.num_workers} workers x "
+            f"{cfg.scaling.cpus_per_worker:g} (scaling.cpus_per_worker) + {pools * each} decode actors x "
+            f"{cfg.data.decode_cpus:g} (data.decode_cpus)) but this Ray has {total:g} and would wait for them "
+            f"forever: set ray.num_cpus (a local Ray's logical CPUs, e.g. ray.num_cpus="
+            f"{math.ceil(workers + decoders)}) or lower those keys")

@@ -277,7 +277,10 @@ EXTERNAL: dict[str, Callable[[Config, Path, str], ExternalResult]] = {
 def _config(base: Config, name: str, workdir: Path) -> Config:
     """The drills' tiny plan (``drills.drill_config`` with no fault of its own), named after ``name``."""
     slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
-    return apply_overrides(drill_config(base, "none (baseline)", workdir), [f"run.name={slug}"])
+    # the local Ray of `raytrain train` gets the 4 logical CPUs the in-process drills' Ray has (2 workers
+    # x 1 + 2 decode actors x 0.5; on a 2-core machine Ray would see 2)
+    return apply_overrides(drill_config(base, "none (baseline)", workdir),
+                           [f"run.name={slug}", "ray.num_cpus=4", "ray.object_store_mb=200"])
 
 
 def run_external(base: Config, name: str, workdir: Path) -> ExternalResult:

@@ -179,3 +179,19 @@ def test_ensure_ray_leaves_a_running_ray_alone(ray_init_calls, monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     ensure_ray(_cfg("ray.num_cpus=3"))
     assert ray_init_calls == []
+
+
+def test_a_local_ray_too_small_for_the_run_is_an_error_not_a_hang(monkeypatch):
+    import ray
+
+    from raytrain.ray_env import check_cpus_fit
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    cfg = _cfg("scaling.num_workers=2", "scaling.cpus_per_worker=1", "data.decode_cpus=0.5", "data.decode_actors=1")
+    with pytest.raises(ValueError, match=r"reserves 3 CPUs \(2 workers x 1 .* \+ 2 decode actors x 0.5 .*"
+                                         r"this Ray has 2 .* ray.num_cpus=3"):
+        check_cpus_fit(cfg)  # data.per_rank_plan: one decode pool per rank
+    check_cpus_fit(_cfg("scaling.num_workers=1", "data.decode_cpus=0.5"))  # 1.5 of 2: fits
+    check_cpus_fit(_cfg("ray.address=10.0.0.1:6379", "scaling.num_workers=8"))  # a cluster may autoscale

@@ -18,6 +18,7 @@ from raytrain.data.probe import probe_manifest
 from raytrain.eval.run import bank_rows
 from raytrain.methods import data_columns
 from raytrain.model.clip_video import model_image_size
+from raytrain.ray_env import check_cpus_fit
 from raytrain.storage import check_shared_storage, is_uri, join, run_location, write_text
 from raytrain.train.job import TrainJob
 from raytrain.train.loop import train_loop_per_worker
@@ -107,6 +108,7 @@ def build_trainer(cfg: Config, callbacks: list | None = None, trial=None, inputs
 
     inputs = inputs if inputs is not None else validate_inputs(cfg)
     check_shared_storage(inputs.cfg)  # multi-node: run.storage_path must be seen by every node
+    check_cpus_fit(inputs.cfg)  # a fixed-size Ray too small for the run would wait forever
     cfg, image_size, train_rows, eval_rows = inputs.cfg, inputs.image_size, inputs.train_rows, inputs.eval_rows
     texts, owner = eval_texts(eval_rows)
     items = num_epoch_items(train_rows, cfg.data.epoch_unit)

@@ -73,12 +73,33 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
         os.environ.update(pinned)  # the GCS and raylet inherit it, and so every worker and actor
         runtime_env["env_vars"].update(pinned)
         with loopback_node_ip():
-            ray.init(runtime_env=runtime_env, log_to_driver=not quiet,
-                     **local_init_kwargs(cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard, port))
+            _start_local(lambda: ray.init(runtime_env=runtime_env, log_to_driver=not quiet, **local_init_kwargs(
+                cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard, port)))
     make_private(auth_token_path())  # Ray writes it world-readable (umask)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+START_ATTEMPTS = 3
+
+
+def _start_local(init) -> None:
+    """``init()`` (a local ``ray.init``), again when Ray's node misses its fixed 30 s to register with
+    its GCS (``ray/_private/node.py``: "The current node timed out during startup"), which a loaded
+    machine (another Ray training beside it, on 2 cores) can take."""
+    import ray
+
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            init()
+            return
+        except Exception as exc:  # Ray raises a bare Exception for it
+            if "timed out during startup" not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+            print(f"[raytrain] Ray's node did not register within Ray's fixed 30 s (a busy machine?); "
+                  f"starting it again ({attempt + 1} of {START_ATTEMPTS})", flush=True)
+            ray.shutdown()
 
 
 def check_cpus_fit(cfg: Config) -> None:

@@ -195,3 +195,25 @@ def test_a_local_ray_too_small_for_the_run_is_an_error_not_a_hang(monkeypatch):
         check_cpus_fit(cfg)  # data.per_rank_plan: one decode pool per rank
     check_cpus_fit(_cfg("scaling.num_workers=1", "data.decode_cpus=0.5"))  # 1.5 of 2: fits
     check_cpus_fit(_cfg("ray.address=10.0.0.1:6379", "scaling.num_workers=8"))  # a cluster may autoscale
+
+
+def test_a_local_ray_that_misses_its_startup_deadline_is_started_again(ray_init_calls, monkeypatch, capsys):
+    import ray
+
+    real = ray.init
+    attempts = []
+
+    def flaky(**kwargs):
+        attempts.append(kwargs)
+        if len(attempts) < 3:
+            raise Exception("The current node timed out during startup. This could ...")  # noqa: TRY002 -- as Ray does
+        real(**kwargs)
+
+    monkeypatch.setattr(ray, "init", flaky)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    ensure_ray(Config())
+    assert len(attempts) == 3 and len(ray_init_calls) == 1
+    assert capsys.readouterr().out.count("did not register within Ray's fixed 30 s") == 2
+    monkeypatch.setattr(ray, "init", lambda **kwargs: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # any other failure is not retried
+        ensure_ray(Config())

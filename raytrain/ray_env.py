@@ -73,7 +73,7 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
         os.environ.update(pinned)  # the GCS and raylet inherit it, and so every worker and actor
         runtime_env["env_vars"].update(pinned)
         with loopback_node_ip():
-            _start_local(lambda: ray.init(runtime_env=runtime_env, log_to_driver=not quiet, **local_init_kwargs(
+            start_local(lambda: ray.init(runtime_env=runtime_env, log_to_driver=not quiet, **local_init_kwargs(
                 cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard, port)))
     make_private(auth_token_path())  # Ray writes it world-readable (umask)
     ctx = ray.data.DataContext.get_current()
@@ -84,7 +84,7 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
 START_ATTEMPTS = 3
 
 
-def _start_local(init) -> None:
+def start_local(init) -> None:
     """``init()`` (a local ``ray.init``), again when Ray's node misses its fixed 30 s to register with
     its GCS (``ray/_private/node.py``: "The current node timed out during startup"), which a loaded
     machine (another Ray training beside it, on 2 cores) can take."""

@@ -24,10 +24,12 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        from raytrain.ray_env import start_local
         from raytrain.ray_local import api_server_env
 
         os.environ.update(api_server_env(None))  # its State API calls never reach another Ray (docs/faults.md)
-        ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
+        start_local(lambda: ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False,
+                                      log_to_driver=False))  # again if a busy machine misses Ray's 30 s
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

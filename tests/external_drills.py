@@ -11,6 +11,7 @@ TCP listeners the killed program's processes kept open (and for how long).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ from raytrain.data.manifest import load_manifest
 from raytrain.data.plan import build_plan
 from raytrain.ray_local import is_loopback
 from raytrain.train.faults import read_events
-from raytrain.train.state import find_checkpoint, load_training_state
+from raytrain.train.state import STATE_FILE, find_checkpoint, load_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
@@ -63,8 +64,6 @@ class Train:
 
     def step(self) -> int:
         try:
-            import json
-
             return int(json.loads((self.run / "step_reached.json").read_text())["step"])
         except (OSError, ValueError, KeyError):
             return 0
@@ -194,8 +193,9 @@ def damaged_newest_checkpoint(how: str) -> Callable[[Config, Path, str], Externa
         cfg, result, before = _config(base, name, workdir), ExternalResult(name), _tmp_set()
         first = Train(apply_overrides(cfg, ["train.stop_at_step=3"]), workdir, "first")
         if first.finish() == 0:
-            newest = max(first.run.glob("checkpoint_*"), key=lambda p: p.stat().st_mtime)
-            state = next(newest.glob("*.pt"))
+            newest = max((p for p in first.run.glob("checkpoint_*") if (p / "progress.json").is_file()),
+                         key=lambda p: json.loads((p / "progress.json").read_text())["step"])
+            state = newest / STATE_FILE
             if how == "truncated":
                 state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
             else:
@@ -239,11 +239,12 @@ def video_corrupted_mid_run(base: Config, workdir: Path, name: str) -> ExternalR
 
 
 def disk_fills(base: Config, workdir: Path, name: str) -> ExternalResult:
-    """The run folder on a 20 MB tmpfs with the frame cache on (its default place is inside the run
+    """The run folder on a 100 MB tmpfs (room for the tiny model's 20 MB checkpoints, not for a cache
+    that keeps its default 2 GB free) with the frame cache on (its default place is inside the run
     folder): the cache must stop writing with one message and the run finish with its checkpoints."""
     mount = workdir / "tmpfs"
     mount.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True, text=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(mount)], capture_output=True, text=True,
                           check=False)
     if done.returncode:
         return ExternalResult(name, note=f"not run: cannot mount a tmpfs ({done.stderr.strip()[:80]})")
@@ -270,7 +271,7 @@ EXTERNAL: dict[str, Callable[[Config, Path, str], ExternalResult]] = {
     "newest checkpoint truncated, rerun": damaged_newest_checkpoint("truncated"),
     "newest checkpoint half-written, rerun": damaged_newest_checkpoint("half-written"),
     "video corrupted mid-run, skip": video_corrupted_mid_run,
-    "disk fills (20 MB tmpfs, cache on)": disk_fills,
+    "disk fills (100 MB tmpfs, cache on)": disk_fills,
 }
 
 
@@ -337,8 +338,6 @@ def _copied_manifest(rows: list, out: Path) -> Path:
 
 
 def _metrics(run: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):

@@ -49,10 +49,10 @@ def internal_rows(base, names, work: Path) -> tuple[list[tuple[str, ...]], dict 
     from drills import DRILLS, drill_config, run_drill
     from external_drills import _temp_leaks, _tmp_set
 
-    from raytrain.ray_local import api_server_env
+    from raytrain.ray_local import api_server_env, temporary_env
 
-    os.environ.update(api_server_env(None))  # the State API pin raytrain's own local Ray gets (docs/faults.md)
-    ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
+    with temporary_env(api_server_env(None)):  # the State API pin raytrain's own local Ray gets (docs/faults.md)
+        ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

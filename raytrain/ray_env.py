@@ -15,6 +15,7 @@ from raytrain.ray_local import (
     loopback_node_ip,
     make_private,
     running_ray_cluster,
+    temporary_env,
 )
 
 # Set before Ray is imported: faster Parquet reads, no metrics/usage threads, plain logs.
@@ -70,9 +71,8 @@ def ensure_ray(cfg: Config, quiet: bool = True) -> None:
         # and its State API calls kept on it (ray_local.api_server_env)
         port = free_port() if cfg.ray.dashboard else None
         pinned = api_server_env(port)
-        os.environ.update(pinned)  # the GCS and raylet inherit it, and so every worker and actor
         runtime_env["env_vars"].update(pinned)
-        with loopback_node_ip():
+        with loopback_node_ip(), temporary_env(pinned):  # the GCS and raylet inherit it, and every worker
             start_local(lambda: ray.init(runtime_env=runtime_env, log_to_driver=not quiet, **local_init_kwargs(
                 cfg.ray.num_cpus, cfg.ray.object_store_mb, cfg.ray.dashboard, port)))
     make_private(auth_token_path())  # Ray writes it world-readable (umask)

@@ -51,25 +51,37 @@ def local_init_kwargs(num_cpus: int | None, object_store_mb: int | None, dashboa
 
 
 @contextlib.contextmanager
+def temporary_env(values: dict[str, str]):
+    """``values`` in ``os.environ`` while the block runs (the processes a ``ray.init`` starts inherit
+    them), as they were afterwards: a later ``ray job submit`` from this process, or a ``ray start``
+    it spawns, must not inherit a local Ray's settings (``RAY_API_SERVER_ADDRESS`` overrides even an
+    explicit ``--address``)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def loopback_node_ip():
     """While Ray starts: the env (inherited by GCS, raylet, agents, workers) and the driver's constant,
     read once when ``ray`` is imported, say "no multi-node cluster". Restored afterwards so a later
     ``ray.init(address=cluster)`` in this process resolves addresses as Ray normally does."""
     from ray._private import ray_constants
 
-    saved_env = {k: os.environ.get(k) for k in LOOPBACK_ENV}
     saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ.update(LOOPBACK_ENV)
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with temporary_env(LOOPBACK_ENV):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def api_server_env(dashboard_port: int | None) -> dict[str, str]:

@@ -1,7 +1,5 @@
 """Shared fixtures. Ray starts once per session with settings that work on 2 cores."""
 
-import os
-
 import pytest
 
 from raytrain.ray_env import set_default_env
@@ -25,11 +23,11 @@ def ray_session():
 
     if not ray.is_initialized():
         from raytrain.ray_env import start_local
-        from raytrain.ray_local import api_server_env
+        from raytrain.ray_local import api_server_env, temporary_env
 
-        os.environ.update(api_server_env(None))  # its State API calls never reach another Ray (docs/faults.md)
-        start_local(lambda: ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False,
-                                      log_to_driver=False))  # again if a busy machine misses Ray's 30 s
+        with temporary_env(api_server_env(None)):  # its State API calls never reach another Ray (docs/faults.md)
+            start_local(lambda: ray.init(num_cpus=4, object_store_memory=200 * 2**20, include_dashboard=False,
+                                          log_to_driver=False))  # again if a busy machine misses Ray's 30 s
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

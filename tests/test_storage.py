@@ -150,7 +150,8 @@ def test_ensure_ray_starts_a_local_ray_with_the_default_env(ray_init_calls):
     assert ray_init_calls == [{"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
                                "runtime_env": {"env_vars": env}, "log_to_driver": False,
                                "num_cpus": 3, "object_store_memory": 300 * 2**20}]
-    assert {k: os.environ[k] for k in env} == env  # this process, and every worker (runtime_env)
+    assert {k: os.environ[k] for k in DEFAULT_ENV} == DEFAULT_ENV  # this process, and every worker (runtime_env)
+    assert "RAY_API_SERVER_ADDRESS" not in os.environ  # only while Ray started: a later `ray job submit` is not bent
     ctx = ray.data.DataContext.get_current()
     assert not ctx.enable_progress_bars and not ctx.print_on_execution_start
     ensure_ray(Config(), quiet=False)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from raytrain.data.batch import train_batch_dtypes
 from raytrain.data.manifest import load_manifest
 from raytrain.data.pipeline import eval_dataset, eval_texts, train_dataset
 from raytrain.data.plan import build_plan
@@ -19,7 +20,9 @@ def test_train_dataset_yields_uint8_frames_and_tokens(ray_session, tiny_config):
     rows = load_manifest(cfg.data.manifest, split="train")
     # 48 clips, global batch 8 (4 x 2 workers): 6 steps per epoch; steps [2, 9) = 7 steps = 56 clips.
     batches = list(train_dataset(cfg, rows, image_size=32, start_step=2, end_step=9).iter_torch_batches(
-        batch_size=8, dtypes={"frames": torch.uint8, "tokens": torch.int64}))
+        batch_size=8, dtypes=train_batch_dtypes(cfg)))
+    assert set(batches[0]) == {"frames", "tokens", "fallback_decoded"}  # data.decoder=auto: counted fallbacks
+    assert not any(b["fallback_decoded"].any() for b in batches)  # decord reads every SynthVTT clip
     frames = torch.cat([b["frames"] for b in batches])
     tokens = torch.cat([b["tokens"] for b in batches])
     assert frames.shape == (56, 3, 32, 32, 3) and frames.dtype == torch.uint8
@@ -95,7 +98,7 @@ def test_tube_masks_from_the_data_workers_reproduce(ray_session, tiny_config):
     from raytrain.methods import data_columns
 
     cfg = apply_overrides(tiny_config, ["method.name=miles", "method.miles.mask_ratio=0.5"])
-    assert set(train_batch_dtypes(cfg, data_columns(cfg))) == {"frames", "tokens", "mask_tube"}
+    assert set(train_batch_dtypes(cfg, data_columns(cfg))) == {"frames", "tokens", "mask_tube", "fallback_decoded"}
     rows = load_manifest(cfg.data.manifest, split="train")
 
     def first_batch():

@@ -102,6 +102,13 @@ def start_local(init) -> None:
             ray.shutdown()
 
 
+def train_cpus(cfg: Config) -> tuple[float, float]:
+    """``(Train workers' CPUs, training decode actors' CPUs)`` a run reserves while it trains
+    (``trial_resources`` adds a sweep trial's eval pool and driver)."""
+    pools, each = cfg.train_decode_pools
+    return cfg.scaling.num_workers * cfg.scaling.cpus_per_worker, pools * each * cfg.data.decode_cpus
+
+
 def check_cpus_fit(cfg: Config) -> None:
     """Raise when the run's Train workers and training decode actors reserve more CPUs than this Ray
     has and it cannot grow (raytrain's local Ray, or a ``ray start`` on this machine): Ray would wait
@@ -115,7 +122,7 @@ def check_cpus_fit(cfg: Config) -> None:
         return
     total = float(ray.cluster_resources().get("CPU", 0.0))
     pools, each = cfg.train_decode_pools
-    workers, decoders = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker, pools * each * cfg.data.decode_cpus
+    workers, decoders = train_cpus(cfg)
     if workers + decoders > total + 1e-9:
         raise ValueError(
             f"the run reserves {workers + decoders:g} CPUs ({cfg.scaling.num_workers} workers x "

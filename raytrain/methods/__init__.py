@@ -50,8 +50,6 @@ def retrieval_model(objective: Objective) -> nn.Module:
     return objective.retrieval_model()
 
 
-
-
 def load_trained_objective(checkpoint, overrides=()) -> tuple:
     """``(checkpoint folder, config, objective, saved state)`` of a raytrain checkpoint (a checkpoint
     folder or a run folder: its newest complete one), the config its own plus ``overrides``: the one

@@ -11,6 +11,7 @@ from typing import Any
 
 from raytrain.config import Config, ConfigError, apply_overrides
 from raytrain.eval.metrics import EVAL_METRICS, is_eval_metric
+from raytrain.ray_env import train_cpus
 from raytrain.storage import is_uri, join
 from raytrain.tune.space import SearchSpace, apply_params
 
@@ -29,7 +30,9 @@ def trial_resources(cfg: Config) -> dict[str, float]:
     d, s = cfg.data, cfg.scaling
     pools, each = cfg.train_decode_pools
     actors = pools * each + (d.decode_actors if cfg.needs_eval else 0)
-    need = {"CPU": s.num_workers * s.cpus_per_worker + actors * d.decode_cpus + TRIAL_DRIVER_CPU}
+    workers, train_decode = train_cpus(cfg)
+    eval_decode = (d.decode_actors if cfg.needs_eval else 0) * d.decode_cpus
+    need = {"CPU": workers + train_decode + eval_decode + TRIAL_DRIVER_CPU}
     if s.use_gpu:
         need["GPU"] = float(s.num_workers)
     if d.decode_resource:

@@ -151,6 +151,15 @@ def test_co_learning_zero_for_identical_inputs_positive_otherwise():
     assert high.grad.abs().sum() > 0
 
 
+def test_co_learning_low_view_only_is_the_full_to_low_kl():
+    torch.manual_seed(0)
+    full, low = torch.randn(5, 7), torch.randn(5, 7)
+    p, log_q = full.softmax(1), low.log_softmax(1)
+    expected = (p * (p.log() - log_q)).sum(1).mean()
+    assert co_learning_loss(full, None, low).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert co_learning_loss(full, torch.randn(5, 7), low).item() != pytest.approx(expected.item(), rel=1e-3)
+
+
 def test_text_patch_alignment_prefers_matching_pairs():
     words = torch.nn.functional.normalize(torch.randn(3, 5, 8), dim=-1)
     mask = torch.ones(3, 5, dtype=torch.bool)
@@ -215,6 +224,31 @@ def test_random_strategy_uses_the_batch_masks():
     batch["mask_low"] = torch.from_numpy(np.stack([random_mask((3, n), 0.3, rng) for _ in range(4)]))
     loss, logs = objective(batch)
     assert torch.isfinite(loss) and "loss_mv" in logs
+
+
+@pytest.mark.parametrize("co_views", ["both", "low"])
+def test_co_views_low_leaves_the_high_view_out_of_co_learning(co_views):
+    """Only L_co on (random masks from the batch): the high-informed mask changes the loss with
+    ``co_views=both`` and cannot with ``co_views=low``."""
+    import numpy as np
+
+    cfg = apply_overrides(_mascot_config(masked_views=False, isc=False, co_views=co_views),
+                          ["mask.strategy=random"])
+    torch.manual_seed(0)
+    objective = build_objective(cfg)
+    batch, n = _batch(), objective.model.num_patches
+    rng = np.random.default_rng(0)
+    masks = [torch.from_numpy(np.stack([random_mask((3, n), 0.5, rng) for _ in range(4)])) for _ in range(3)]
+    losses = []
+    for high in masks[:2]:
+        batch["mask_high"], batch["mask_low"] = high, masks[2]
+        loss, logs = objective(batch)
+        assert logs["loss_co"] > 0
+        losses.append(loss.item())
+    if co_views == "low":
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    else:
+        assert losses[0] != pytest.approx(losses[1], rel=1e-4)
 
 
 def test_mascot_on_two_workers_trains_the_single_worker_objective():

@@ -120,6 +120,7 @@ class MascotSection:
     masked_views: bool = True  # the two masked passes and their InfoNCE (L_mv)
     isc: bool = True  # informed semantics completion: decoder + reconstruction loss (L_rec)
     co_learning: bool = True  # dual-mask co-learning consistency (L_co)
+    co_views: Literal["both", "low"] = "both"  # L_co's masked views; low: only KL(sg(p) | p_low)
     attention: Literal["cls", "text_aware"] = "cls"  # patch ranking source
     lambda_mv: float = knob(0.5, at_least(0))
     lambda_rec: float = knob(1.0, at_least(0))
@@ -415,6 +416,3 @@ class Config:
             merge_override(data, key.split("."), value)
         return Config.from_dict(data, source="values " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
 
-
-# The train section before it was split by concern: old key -> new key. Checkpoints and configs
-# written then still load.

@@ -49,8 +49,14 @@ def _kl_rows(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
                     log_target=True, reduction="batchmean")
 
 
-def co_learning_loss(logits: torch.Tensor, logits_high: torch.Tensor, logits_low: torch.Tensor) -> torch.Tensor:
-    """``½[KL(sg(p) ‖ p_h) + KL(sg(p) ‖ p_l)] + KL(sg(p_h) ‖ p_l)`` with text→video row softmaxes."""
+def co_learning_loss(logits: torch.Tensor, logits_high: torch.Tensor | None, logits_low: torch.Tensor) -> torch.Tensor:
+    """``½[KL(sg(p) ‖ p_h) + KL(sg(p) ‖ p_l)] + KL(sg(p_h) ‖ p_l)`` with text→video row softmaxes.
+
+    Without ``logits_high`` (``co_views=low``) only ``KL(sg(p) ‖ p_l)``: the high-informed view, whose
+    object is mostly hidden, is then never asked to rank clips like the full view.
+    """
+    if logits_high is None:
+        return _kl_rows(logits, logits_low)
     return 0.5 * (_kl_rows(logits, logits_high) + _kl_rows(logits, logits_low)) + _kl_rows(logits_high, logits_low)
 
 
@@ -223,7 +229,8 @@ class Mascot(Objective):
                 loss = loss + cfg.lambda_tp * loss_tp
                 logs["loss_tp"] = loss_tp.detach()
         if cfg.co_learning:  # text → video rows of each view (all G, or this rank's B with local_loss)
-            loss_co = co_learning_loss(scale * scores.t2v, scale * scores_high.t2v, scale * scores_low.t2v)
+            high_logits = scale * scores_high.t2v if cfg.co_views == "both" else None
+            loss_co = co_learning_loss(scale * scores.t2v, high_logits, scale * scores_low.t2v)
             loss = loss + cfg.lambda_co * loss_co
             logs["loss_co"] = loss_co.detach()
         return loss, logs

@@ -110,10 +110,12 @@ def train_cpus(cfg: Config) -> tuple[float, float]:
 
 
 def check_cpus_fit(cfg: Config) -> None:
-    """Raise when the run's Train workers and training decode actors reserve more CPUs than this Ray
-    has and it cannot grow (raytrain's local Ray, or a ``ray start`` on this machine): Ray would wait
-    for them forever ("Pending Demands" in the log, nothing on the console). A remote cluster
-    (``ray.address`` / ``RAY_ADDRESS``) may autoscale, so it is not checked."""
+    """Raise when the run reserves more CPUs at its peak than this Ray has and it cannot grow
+    (raytrain's local Ray, or a ``ray start`` on this machine): Ray would wait for them forever
+    ("Pending Demands" in the log, nothing on the console). The peak is the Train workers plus the
+    training decode actors, and the eval pool beside them when ``eval.every`` evaluates mid-epoch (at
+    the end alone it starts after the training pools are gone). A remote cluster (``ray.address`` /
+    ``RAY_ADDRESS``) may autoscale, so it is not checked."""
     import math
 
     import ray
@@ -123,10 +125,16 @@ def check_cpus_fit(cfg: Config) -> None:
     total = float(ray.cluster_resources().get("CPU", 0.0))
     pools, each = cfg.train_decode_pools
     workers, decoders = train_cpus(cfg)
+    eval_actors = cfg.data.decode_actors if cfg.needs_eval else 0
+    parts = (f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker:g} (scaling.cpus_per_worker)"
+             f" + {pools * each} decode actors x {cfg.data.decode_cpus:g} (data.decode_cpus)")
+    if cfg.eval.every > 0 and eval_actors:
+        decoders += eval_actors * cfg.data.decode_cpus
+        parts += f" + {eval_actors} eval decode actors (data.decode_actors, beside them with eval.every)"
+    elif eval_actors:
+        decoders = max(decoders, eval_actors * cfg.data.decode_cpus)
     if workers + decoders > total + 1e-9:
         raise ValueError(
-            f"the run reserves {workers + decoders:g} CPUs ({cfg.scaling.num_workers} workers x "
-            f"{cfg.scaling.cpus_per_worker:g} (scaling.cpus_per_worker) + {pools * each} decode actors x "
-            f"{cfg.data.decode_cpus:g} (data.decode_cpus)) but this Ray has {total:g} and would wait for them "
-            f"forever: set ray.num_cpus (a local Ray's logical CPUs, e.g. ray.num_cpus="
+            f"the run reserves {workers + decoders:g} CPUs ({parts}) but this Ray has {total:g} and would wait "
+            f"for them forever: set ray.num_cpus (a local Ray's logical CPUs, e.g. ray.num_cpus="
             f"{math.ceil(workers + decoders)}) or lower those keys")

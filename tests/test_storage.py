@@ -196,6 +196,13 @@ def test_a_local_ray_too_small_for_the_run_is_an_error_not_a_hang(monkeypatch):
         check_cpus_fit(cfg)  # data.per_rank_plan: one decode pool per rank
     check_cpus_fit(_cfg("scaling.num_workers=1", "data.decode_cpus=0.5"))  # 1.5 of 2: fits
     check_cpus_fit(_cfg("ray.address=10.0.0.1:6379", "scaling.num_workers=8"))  # a cluster may autoscale
+    # In-run evaluation (eval.every) starts the eval pool beside the training pools: 2 + 1 + 1 > 3.
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
+    fits_without_eval = ("scaling.num_workers=2", "data.decode_cpus=0.5", "data.decode_actors=2",
+                         "data.per_rank_plan=false")
+    check_cpus_fit(_cfg(*fits_without_eval))  # eval at the end only: its pool follows the training one
+    with pytest.raises(ValueError, match=r"reserves 4 CPUs .* \+ 2 eval decode actors .*eval.every"):
+        check_cpus_fit(_cfg(*fits_without_eval, "checkpoint.every=2", "eval.every=2"))
 
 
 def test_a_local_ray_that_misses_its_startup_deadline_is_started_again(ray_init_calls, monkeypatch, capsys):

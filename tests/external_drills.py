@@ -164,6 +164,31 @@ def driver_sigkill(base: Config, workdir: Path, name: str) -> ExternalResult:
     return result
 
 
+def train_worker_sigkill_no_retries(base: Config, workdir: Path, name: str) -> ExternalResult:
+    """SIGKILL of one Train worker after step 3 with ``train.max_failures=0`` (no restart in the run):
+    the run must stop with an error, and the same command again resume from the step-2 checkpoint."""
+    cfg, result, before = _config(base, name, workdir), ExternalResult(name), _tmp_set()
+    cfg = apply_overrides(cfg, ["train.max_failures=0"])
+    first = Train(cfg, workdir, "first")
+    if first.wait_for_step(3):
+        workers = [p for p in first.descendants() if _cmdline_has(p, "RayTrainWorker")]
+        if workers:
+            _kill_quietly(workers[-1])
+            killed_at, killed_step, result.injected = time.time(), first.step(), True
+            stopped = first.finish()
+            second = Train(cfg, workdir, "rerun")
+            rc = second.finish()
+            result.as_designed = stopped != 0 and rc == 0
+            start = _rerun_start(first.run, killed_at)
+            _final(result, first.run, start, killed_step)
+            result.note = (f"first run exit {stopped} ({_last_line(first.output())[:60]}); "
+                           f"rerun from step {start}, exit {rc}")
+    if not result.injected:
+        first.finish()
+    result.leaks = _temp_leaks(first.run, before)
+    return result
+
+
 def decode_actor_sigkill(base: Config, workdir: Path, name: str) -> ExternalResult:
     """SIGKILL of one decode actor (a Ray Data map worker) after step 1: Ray Data restarts it and the
     run finishes."""
@@ -267,6 +292,7 @@ def disk_fills(base: Config, workdir: Path, name: str) -> ExternalResult:
 
 EXTERNAL: dict[str, Callable[[Config, Path, str], ExternalResult]] = {
     "driver SIGKILL (step 3), rerun": driver_sigkill,
+    "Train worker SIGKILL (step 3), no retries, rerun": train_worker_sigkill_no_retries,
     "decode actor SIGKILL (step 1)": decode_actor_sigkill,
     "newest checkpoint truncated, rerun": damaged_newest_checkpoint("truncated"),
     "newest checkpoint half-written, rerun": damaged_newest_checkpoint("half-written"),
@@ -314,12 +340,16 @@ def _kill_quietly(proc) -> None:
         proc.kill()
 
 
-def _is_decode_actor(proc) -> bool:
+def _cmdline_has(proc, *words: str) -> bool:
     try:
         text = " ".join(proc.cmdline())
     except Exception:  # noqa: BLE001 -- gone meanwhile
         return False
-    return "MapWorker" in text or "DecodeClips" in text
+    return any(w in text for w in words)
+
+
+def _is_decode_actor(proc) -> bool:
+    return _cmdline_has(proc, "MapWorker", "DecodeClips")
 
 
 def _copied_manifest(rows: list, out: Path) -> Path:

@@ -5,8 +5,8 @@
 Generates a 60-clip SynthVTT set and runs every drill of ``tests/drills.py`` (faults the program injects
 into itself: a worker's SIGKILL, a crash mid-checkpoint, bad videos, NaN losses) in this process on a
 local Ray with 4 logical CPUs, then every drill of ``tests/external_drills.py`` (faults from outside:
-SIGKILL of the driver, of a Train worker without retries and of a decode actor, checkpoints damaged on disk, a video corrupted mid-run, a
-100 MB tmpfs that fills) against ``raytrain train`` subprocesses. All on the tiny config of
+SIGKILL of the driver, of a Train worker without retries and of a decode actor, checkpoints damaged
+on disk, a video corrupted mid-run, a 100 MB tmpfs that fills) against ``raytrain train`` subprocesses. All on the tiny config of
 ``tests/tiny.py`` (RT-Micro-ViT, 2 workers x batch 4, 4 steps, checkpoints at steps 2 and 4, per-rank
 reproducible batches). Columns: fault, injected, survived (as designed: finished; for the
 stop-by-design faults, stopped with the expected message), steps lost (trained again after a restart),

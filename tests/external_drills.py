@@ -282,7 +282,7 @@ def disk_fills(base: Config, workdir: Path, name: str) -> ExternalResult:
         out = run.output()
         _final(result, run.run, None, None)
         result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps
-        full = len(re.findall(r"\[raytrain\][^\n]*cache[^\n]*(full|budget|stops|floor)[^\n]*", out))
+        full = len(re.findall(r"\[raytrain\][^\n]*cache[^\n]*(full|budget|stops|stopped|floor)[^\n]*", out))
         result.note = f"{full} cache-full message(s); " + (_last_line(out) if rc else "finished")
         result.leaks = _temp_leaks(run.run, before)
         return result

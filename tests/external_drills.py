@@ -34,6 +34,7 @@ from raytrain.train.state import STATE_FILE, find_checkpoint, load_training_stat
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
+CORRUPT_STEPS = 48  # the corrupted-video drill's plan (8 epochs of 6 steps): long enough to outrun the read-ahead
 
 
 @dataclass
@@ -239,26 +240,36 @@ def damaged_newest_checkpoint(how: str) -> Callable[[Config, Path, str], Externa
 
 def video_corrupted_mid_run(base: Config, workdir: Path, name: str) -> ExternalResult:
     """With ``data.on_bad_video=skip``: after step 1, a clip planned for the last step is overwritten
-    with random bytes (a disk error, a sync tool rewriting it); the run must skip it and finish."""
+    with random bytes (a disk error, a sync tool rewriting it); the run must skip it and finish.
+
+    The plan is 48 steps (8 epochs of the drill's clips, every clip in each), so the decode actors'
+    read-ahead cannot have read the victim's later epochs by step 1: on the 4-step plan they had
+    read every clip before the fault, which was then injected but never met."""
     work = workdir / "corrupt"
     work.mkdir(parents=True, exist_ok=True)
     cfg = _config(base, name, workdir)
     rows = load_manifest(cfg.data.manifest)
     copy = _copied_manifest(rows, work)
-    cfg = apply_overrides(cfg, [f"data.manifest={copy}", "data.on_bad_video=skip"])
+    cfg = apply_overrides(cfg, [f"data.manifest={copy}", "data.on_bad_video=skip", f"train.max_steps={CORRUPT_STEPS}", "train.epochs=8",
+                                "checkpoint.every=24"])
     result, before = ExternalResult(name), _tmp_set()
     train = [r for r in load_manifest(copy) if r.split == cfg.data.train_split]
-    plan = build_plan(train, cfg.train.batch_size * cfg.scaling.num_workers, cfg.train.seed, 0, 4)
-    victim = Path(train[plan.column("clip").to_pylist()[-1]].path)
+    plan = build_plan(train, cfg.train.batch_size * cfg.scaling.num_workers, cfg.train.seed, 0, CORRUPT_STEPS)
+    clips = plan.column("clip").to_pylist()
+    victim_clip = clips[-1]
+    victim = Path(train[victim_clip].path)
+    steps = plan.column("step").to_pylist()
+    planned = sorted({s for s, c in zip(steps, clips, strict=True) if c == victim_clip and s > 1})
     run = Train(cfg, workdir, "only")
     if run.wait_for_step(1):
         victim.write_bytes(os.urandom(victim.stat().st_size))
         result.injected = True
     rc = run.finish()
     _final(result, run.run, None, None)
-    metrics = _metrics(run.run)
-    result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps
-    result.note = f"bad_videos_skipped={metrics.get('bad_videos_skipped')} ({victim.name} corrupted at step 1)"
+    skipped = int(_metrics(run.run).get("bad_videos_skipped") or 0)
+    result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps and skipped >= 1
+    result.note = (f"bad_videos_skipped={skipped} ({victim.name} corrupted after step 1; planned again at "
+                   f"{len(planned)} later steps, {planned[:3]}...; {CORRUPT_STEPS}-step plan)")
     result.leaks = _temp_leaks(run.run, before)
     return result
 
@@ -368,9 +379,15 @@ def _copied_manifest(rows: list, out: Path) -> Path:
 
 
 def _metrics(run: Path) -> dict[str, Any]:
+    """The run's final metrics: ``metrics.json`` when it evaluated, else the newest checkpoint's
+    (``extra["metrics"]``; the drills turn ``eval.at_end`` off, so no ``metrics.json`` is written)."""
     try:
         return json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):
+        pass
+    try:
+        return dict(load_training_state(find_checkpoint(run)).get("extra", {}).get("metrics", {}))
+    except FileNotFoundError:
         return {}
 
 

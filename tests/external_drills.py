@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from drills import drill_config
 
@@ -34,7 +33,7 @@ from raytrain.train.state import STATE_FILE, find_checkpoint, load_training_stat
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
-CORRUPT_STEPS = 48  # the corrupted-video drill's plan (8 epochs of 6 steps): long enough to outrun the read-ahead
+CORRUPT_STEPS = 48  # the corrupted-video drill's plan (8 epochs of the drill's 6 steps): outruns the read-ahead
 
 
 @dataclass
@@ -45,6 +44,7 @@ class ExternalResult:
     steps_lost: int = 0
     final_step: int | None = None
     model: dict | None = None
+    metrics: dict = field(default_factory=dict)  # the final checkpoint's (the drills do not evaluate: no metrics.json)
     leaks: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -126,6 +126,7 @@ def _final(result: ExternalResult, run: Path, rerun_start: int | None, fault_ste
     try:
         state = load_training_state(find_checkpoint(run))
         result.model, result.final_step = state["model"], int(state["step"])
+        result.metrics = dict(state.get("extra", {}).get("metrics", {}))
     except FileNotFoundError:
         pass
     if rerun_start is not None and fault_step is not None:
@@ -250,11 +251,13 @@ def video_corrupted_mid_run(base: Config, workdir: Path, name: str) -> ExternalR
     cfg = _config(base, name, workdir)
     rows = load_manifest(cfg.data.manifest)
     copy = _copied_manifest(rows, work)
-    cfg = apply_overrides(cfg, [f"data.manifest={copy}", "data.on_bad_video=skip", f"train.max_steps={CORRUPT_STEPS}", "train.epochs=8",
-                                "checkpoint.every=24"])
-    result, before = ExternalResult(name), _tmp_set()
     train = [r for r in load_manifest(copy) if r.split == cfg.data.train_split]
-    plan = build_plan(train, cfg.train.batch_size * cfg.scaling.num_workers, cfg.train.seed, 0, CORRUPT_STEPS)
+    global_batch = cfg.train.batch_size * cfg.scaling.num_workers
+    epochs = -(-CORRUPT_STEPS // (len(train) // global_batch))
+    cfg = apply_overrides(cfg, [f"data.manifest={copy}", "data.on_bad_video=skip", f"train.epochs={epochs}",
+                                f"train.max_steps={CORRUPT_STEPS}", f"checkpoint.every={CORRUPT_STEPS // 2}"])
+    result, before = ExternalResult(name), _tmp_set()
+    plan = build_plan(train, global_batch, cfg.train.seed, 0, CORRUPT_STEPS)
     clips = plan.column("clip").to_pylist()
     victim_clip = clips[-1]
     victim = Path(train[victim_clip].path)
@@ -266,7 +269,7 @@ def video_corrupted_mid_run(base: Config, workdir: Path, name: str) -> ExternalR
         result.injected = True
     rc = run.finish()
     _final(result, run.run, None, None)
-    skipped = int(_metrics(run.run).get("bad_videos_skipped") or 0)
+    skipped = int(result.metrics.get("bad_videos_skipped", 0))
     result.as_designed = rc == 0 and result.final_step == cfg.train.max_steps and skipped >= 1
     result.note = (f"bad_videos_skipped={skipped} ({victim.name} corrupted after step 1; planned again at "
                    f"{len(planned)} later steps, {planned[:3]}...; {CORRUPT_STEPS}-step plan)")
@@ -376,19 +379,6 @@ def _copied_manifest(rows: list, out: Path) -> Path:
         records.append({"video_id": r.video_id, "path": str(target), "captions": list(r.captions), "split": r.split,
                         "start_s": r.start_s, "end_s": r.end_s})
     return write_manifest(records, out / "manifest.parquet")
-
-
-def _metrics(run: Path) -> dict[str, Any]:
-    """The run's final metrics: ``metrics.json`` when it evaluated, else the newest checkpoint's
-    (``extra["metrics"]``; the drills turn ``eval.at_end`` off, so no ``metrics.json`` is written)."""
-    try:
-        return json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        pass
-    try:
-        return dict(load_training_state(find_checkpoint(run)).get("extra", {}).get("metrics", {}))
-    except FileNotFoundError:
-        return {}
 
 
 def _last_line(text: str) -> str:
